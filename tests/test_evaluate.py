@@ -1,0 +1,249 @@
+"""Evaluation (04_evaluate) and the report (05_figures): metrics against scikit-learn, subject bootstrap, McNemar,
+figures and tables, a folder with bad files, and papermill runs of both notebooks on tiny synthetic runs."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from bloodcancer.data import SYNTHETIC_MARKER, index_dataset, load_split, make_split, make_synthetic_cnmc, save_split
+from bloodcancer.evaluate import (METRICS, RunFolderError, bootstrap_intervals, compute_metrics, evaluate_predictions,
+                                  evaluate_run, mcnemar, plot_confusion, plot_examples, plot_roc, resample_weights)
+from bloodcancer.report import (PAPER_CONFUSION, PAPER_ROWS, PAPER_TABLE1, format_table1, paper_row, plot_accuracy,
+                                plot_confusion_vs_paper, plot_metrics, table1)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_tiny_run(outputs: Path, data: Path, split_protocol="paper", model_name="ResNetRS50", image_size=32, seed=0) -> Path:
+    """A run folder per the run folder contract: a 5-layer stand-in network (not `model_name`) trained on synthetic cells."""
+    import tf_keras as keras
+    from bloodcancer.preprocess import make_dataset
+    split = make_split(index_dataset(data), split_protocol, seed=seed)
+    run = outputs/f"synthetic-{split_protocol}-seed{seed}"/model_name
+    save_split(split, run)
+    keras.utils.set_random_seed(seed)
+    net = keras.Sequential([keras.Input((image_size, image_size, 3)), keras.layers.Rescaling(1 / 255),
+                            keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(4),
+                            keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    net.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy")
+    net.fit(make_dataset(split[split["split"].eq("train")], model_name, image_size, 16, training=True), epochs=4, verbose=0)
+    net.save(run/"model.keras")
+    (run/"config.json").write_text(json.dumps(dict(
+        model=model_name, data=str(data), split=split_protocol, image_size=image_size, batch_size=16, epochs=4,
+        learning_rate=1e-3, weights=None, seed=seed, run_name=run.parent.name, dataset="synthetic", input_scaling="0-255",
+        class_names=["hem", "all"], positive_class="all", status="complete", epochs_completed=4,
+        note="tiny stand-in network for tests, not the named model")))
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_outputs(tmp_path_factory):
+    """Three tiny runs on one synthetic C-NMC: ResNetRS50 under the paper and the subject split, RegNetX016 under the paper split."""
+    root = tmp_path_factory.mktemp("evaluate")
+    data = make_synthetic_cnmc(root/"data", subjects_all=6, subjects_hem=6, cells_per_subject=6, image_size=64, seed=0)
+    outputs = root/"outputs"
+    runs = {key: make_tiny_run(outputs, data, split, model) for key, (split, model) in
+            {"paper": ("paper", "ResNetRS50"), "subject": ("subject", "ResNetRS50"), "other": ("paper", "RegNetX016")}.items()}
+    return outputs, runs
+
+
+def hand_made(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 200)
+    prob = np.clip(np.round(0.5 * y + rng.normal(0.25, 0.25, 200), 2), 0, 1)  # rounded: ties in the scores
+    return y, prob
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_each_metric_matches_scikit_learn(seed, threshold):
+    y, prob = hand_made(seed)
+    called = (prob >= threshold).astype(int)
+    expected = dict(accuracy=skm.accuracy_score(y, called), precision=skm.precision_score(y, called),
+                    recall=skm.recall_score(y, called), specificity=skm.recall_score(y, called, pos_label=0),
+                    f1=skm.f1_score(y, called), f1_hem=skm.f1_score(y, called, pos_label=0),
+                    macro_f1=skm.f1_score(y, called, average="macro"), weighted_f1=skm.f1_score(y, called, average="weighted"),
+                    balanced_accuracy=skm.balanced_accuracy_score(y, called), roc_auc=skm.roc_auc_score(y, prob))
+    mine = compute_metrics(np.where(y == 1, "all", "hem"), prob, threshold)
+    assert set(expected) == set(METRICS)
+    for name in METRICS: assert mine[name] == pytest.approx(expected[name], abs=1e-12), name
+    tn, fp, fn, tp = skm.confusion_matrix(y, called).ravel()
+    assert (mine["tp"], mine["fp"], mine["fn"], mine["tn"], mine["n_images"]) == (tp, fp, fn, tn, 200)
+
+
+def test_bootstrap_covers_the_known_value_and_resamples_subjects():
+    rng = np.random.default_rng(7)
+    n_subjects, cells = 80, 30
+    subjects = np.repeat([f"S{i}" for i in range(n_subjects)], cells)
+    labels = np.repeat(rng.integers(0, 2, n_subjects), cells)
+    skill = np.repeat(np.clip(rng.normal(0.85, 0.12, n_subjects), 0, 1), cells)
+    right = rng.random(len(subjects)) < skill
+    prob = np.where(right == (labels == 1), 0.8, 0.2)
+    true_accuracy = 0.85  # the population's; the sample's is right.mean()
+    by_subject = bootstrap_intervals(labels, prob, subjects, n_boot=1000, seed=1)
+    low, high = by_subject["intervals"]["accuracy"]
+    assert low <= true_accuracy <= high and low <= right.mean() <= high
+    assert by_subject["unit"] == "subject" and by_subject["n_units"] == n_subjects
+    by_image = bootstrap_intervals(labels, prob, None, n_boot=1000, seed=1)
+    assert by_image["unit"] == "image" and by_image["n_units"] == len(subjects)
+    assert high - low > 1.5 * np.subtract(*by_image["intervals"]["accuracy"][::-1])
+    # a replicate draws whole subjects: all cells of a subject get the same weight, and classes keep their subject counts
+    weights = resample_weights(subjects, 50, seed=0, strata=labels)
+    assert pd.DataFrame(weights.T).groupby(subjects).nunique().to_numpy().max() == 1
+    per_subject = weights[:, ::cells]
+    for label in (0, 1):
+        assert (per_subject[:, labels[::cells] == label].sum(1) == (labels[::cells] == label).sum()).all()
+    # an empty subject anywhere falls back to resampling images
+    assert bootstrap_intervals(labels, prob, np.append(subjects[:-1], ""), n_boot=50)["unit"] == "image"
+
+
+def test_mcnemar_by_hand():
+    truth = np.ones(60, int)
+    a = np.r_[np.ones(20), np.zeros(5), np.ones(35)].astype(int)
+    b = np.r_[np.zeros(20), np.ones(5), np.ones(35)].astype(int)
+    result = mcnemar(truth, a, b)
+    assert (result["only_a_right"], result["only_b_right"], result["both_right"]) == (20, 5, 35)
+    assert result["method"] == "chi-squared with continuity correction"
+    assert result["statistic"] == pytest.approx((20 - 5 - 1) ** 2 / 25)
+    exact = mcnemar(truth, a, b, exact=True)
+    from scipy.stats import binomtest
+    assert exact["p_value"] == pytest.approx(binomtest(5, 25, 0.5).pvalue)
+
+
+def test_figures_carry_titles_and_labels_and_are_written(tmp_path, synthetic_cnmc):
+    cells = index_dataset(synthetic_cnmc)
+    cells = cells[cells["label"].ne("")].groupby("label").head(10)
+    rng = np.random.default_rng(0)
+    predictions = cells[["path", "subject", "label"]].assign(probability=np.clip(cells["label"].eq("all") * 0.5 + rng.random(len(cells)) * 0.6, 0, 1))
+    counts = compute_metrics(predictions["label"], predictions["probability"])
+    fig = plot_confusion(counts, "Confusion matrix, X\nSYNTHETIC cells (not C-NMC)")
+    assert fig._suptitle.get_text().startswith("Confusion matrix, X") and "SYNTHETIC" in fig._suptitle.get_text()
+    assert [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
+        ("Counts", "Predicted label", "True label"), ("Normalised by true class", "Predicted label", "True label")]
+    fig = plot_roc(predictions["label"], predictions["probability"], "ROC, X")
+    assert fig.axes[0].get_title() == "ROC, X" and fig.axes[0].get_xlabel().startswith("False positive rate")
+    fig = plot_examples(predictions.assign(prediction=np.where(predictions["probability"] >= 0.5, "all", "hem")), "Examples, X")
+    assert fig._suptitle.get_text() == "Examples, X" and [ax.get_ylabel() for ax in fig.axes[::6]] == ["correct", "wrong"]
+
+    metrics = evaluate_predictions(predictions, tmp_path/"eval", model="X", dataset="synthetic", split="subject", n_boot=100)
+    for name in ("predictions.csv", "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png", "examples.png"):
+        assert (tmp_path/"eval"/name).stat().st_size > 0, name
+    assert metrics["data_description"].startswith("SYNTHETIC cells (not C-NMC)") and "subject split" in metrics["data_description"]
+    assert json.loads((tmp_path/"eval"/"metrics.json").read_text())["accuracy"] == pytest.approx(metrics["accuracy"])
+
+    made_up = pd.DataFrame([dict(run="", model=m, dataset="synthetic", split="paper", created="", learning_rate=1e-3, batch_size=40,
+                                 image_size=224, accuracy=90.0, accuracy_low=85.0, accuracy_high=95.0, recall=80.0, f1=85.0,
+                                 recall_low=1, recall_high=1, f1_low=1, f1_high=1, n_images=10) for m in ("VGG19", "AlexNet")])
+    table = table1(made_up, "synthetic")
+    fig = plot_accuracy(table)
+    assert fig.axes[0].get_title().startswith("Fig. 12 reproduced") and "SYNTHETIC cells (not C-NMC)" in fig.axes[0].get_title()
+    assert fig.axes[0].get_ylabel() == "Accuracy (%)"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(PAPER_TABLE1)
+    fig = plot_metrics(table)
+    assert fig._suptitle.get_text().startswith("Fig. 13 reproduced") and "paper split" in fig._suptitle.get_text()
+    fig = plot_confusion_vs_paper("ResNetRS50", counts, "synthetic", "paper")
+    assert fig._suptitle.get_text().startswith("Fig. 15 reproduced: confusion matrix of ResNetRS50")
+    paper = PAPER_CONFUSION["ResNetRS50"]
+    assert sorted(t.get_text() for t in fig.axes[1].texts) == sorted(str(paper[k]) for k in ("tp", "tn", "fn", "fp"))
+
+
+def test_table1_pairs_every_model_with_its_own_paper_numbers():
+    registry = list(PAPER_ROWS)
+    made_up = pd.DataFrame([dict(run=f"/r/{m}", model=m, dataset="C-NMC", split="paper", created="", learning_rate=1e-3,
+                                 batch_size=40, image_size=224, accuracy=50.0 + i, recall=60.0 + i, f1=70.0 + i, n_images=1,
+                                 **{f"{k}_{s}": 0.0 for k in ("accuracy", "recall", "f1") for s in ("low", "high")})
+                            for i, m in enumerate(registry)])
+    table = table1(made_up.sample(frac=1, random_state=0), "C-NMC")  # the order of the runs must not matter
+    assert table["Algorithm"].tolist() == list(PAPER_TABLE1)
+    for row in table.itertuples():
+        assert paper_row(row.model) == row.Algorithm
+        assert [row.paper_accuracy, row.paper_recall, row.paper_f1] == list(PAPER_TABLE1[row.Algorithm].values())
+        i = registry.index(row.model)
+        assert [row.ours_accuracy, row.ours_recall, row.ours_f1] == [50.0 + i, 60.0 + i, 70.0 + i]
+    readable = format_table1(table).set_index("Algorithm")
+    assert readable.loc["Convnext", "Model (ours)"] == "ConvNeXtTiny" and readable.loc["Convnext", "Accuracy"] == "53.0 (94.2)"
+    assert readable.loc["RegNetX016", "Accuracy"] == "51.0 (96.4)"
+    assert readable.loc["EfficientNet", "F1 Score"] == "74.0 (91)"
+    # synthetic runs never appear in a C-NMC table
+    assert table1(made_up.assign(dataset="synthetic"), "C-NMC")["model"].eq("").all()
+
+
+def test_evaluating_a_folder_with_bad_files_reports_them_and_scores_the_rest(tiny_outputs, tmp_path):
+    _, runs = tiny_outputs
+    run = runs["paper"]
+    split = load_split(run)
+    test = split[split["split"].eq("test")].groupby("label").head(4)
+    folder = tmp_path/"new cells"
+    for row in test.itertuples():
+        (folder/row.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(row.path, folder/row.label)
+    (folder/SYNTHETIC_MARKER).write_text("{}")
+    (folder/"all"/"UID_90_1_1_all.bmp").write_bytes(b"")
+    (folder/"hem"/"UID_H90_1_1_hem.bmp").write_bytes(b"GIF89a but not really")
+    good = folder/"hem"/Path(test["path"].iloc[-1]).name
+    (folder/"hem"/"UID_H91_1_1_hem.png").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    evaluation = evaluate_run(run, folder, n_boot=100, figures=False)
+    assert evaluation.folder == run/"eval"/"new-cells"
+    assert sorted(evaluation.problems["reason"]) == ["empty file", "not an image", "truncated or corrupt"]
+    metrics = json.loads((evaluation.folder/"metrics.json").read_text())
+    assert metrics["n_images"] == len(test) == len(evaluation.predictions) and metrics["n_problems"] == 3
+    assert sorted(Path(p["path"]).name for p in metrics["problems"]) == ["UID_90_1_1_all.bmp", "UID_H90_1_1_hem.bmp", "UID_H91_1_1_hem.png"]
+    assert metrics["dataset"] == "synthetic" and metrics["data_name"] == "new-cells" and metrics["overlap"]["images_seen_in_training"] == 0
+    assert "folder 'new-cells'" in repr(evaluation) and "3 files left out" in repr(evaluation)
+
+
+def test_evaluate_run_explains_what_is_missing(tiny_outputs, tmp_path):
+    with pytest.raises(RunFolderError, match="is not a run folder"): evaluate_run(tmp_path)
+    _, runs = tiny_outputs
+    partial = tmp_path/"partial"
+    shutil.copytree(runs["paper"], partial, ignore=shutil.ignore_patterns("model.keras", "eval"))
+    with pytest.raises(RunFolderError, match="has no model.keras"): evaluate_run(partial)
+    moved = tmp_path/"moved"
+    shutil.copytree(runs["paper"], moved, ignore=shutil.ignore_patterns("eval"))
+    split = load_split(moved)
+    split.assign(path=split["path"].str.replace(str(Path(split["path"].iloc[0]).parents[4]), "/elsewhere")).to_csv(moved/"split.csv", index=False)
+    with pytest.raises(FileNotFoundError, match="are not on this machine"): evaluate_run(moved)
+    (tmp_path/"unlabelled").mkdir()
+    shutil.copy(load_split(runs["paper"])["path"].iloc[0], tmp_path/"unlabelled")
+    with pytest.raises(ValueError, match="no labelled image"): evaluate_run(runs["paper"], tmp_path/"unlabelled", figures=False)
+
+
+def test_papermill_runs_04_then_05_on_tiny_synthetic_runs(tiny_outputs, tmp_path):
+    import papermill as pm
+    outputs, runs = tiny_outputs
+    kwargs = dict(kernel_name="python3", cwd=str(ROOT/"nbs"), progress_bar=False)
+    pm.execute_notebook(str(ROOT/"nbs"/"04_evaluate.ipynb"), str(tmp_path/"04.ipynb"),
+                        parameters=dict(run=str(runs["paper"]), n_boot=200), **kwargs)
+    test_eval = runs["paper"]/"eval"/"test"
+    for name in ("predictions.csv", "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png", "examples.png"):
+        assert (test_eval/name).stat().st_size > 0, name
+    metrics = json.loads((test_eval/"metrics.json").read_text())
+    assert (metrics["dataset"], metrics["split"], metrics["data_name"], metrics["model"]) == ("synthetic", "paper", "test", "ResNetRS50")
+    assert metrics["bootstrap"]["unit"] == "subject" and metrics["n_subjects"] > 1
+    split = load_split(runs["paper"])
+    assert metrics["n_images"] == int(split["split"].eq("test").sum())
+
+    # 05 evaluates the two runs that have no evaluation yet, then writes the report
+    pm.execute_notebook(str(ROOT/"nbs"/"05_figures.ipynb"), str(tmp_path/"05.ipynb"),
+                        parameters=dict(outputs=str(outputs)), **kwargs)
+    report = outputs/"report"/"synthetic"
+    for name in ("table1.csv", "table1.md", "table1.tex", "fig12_accuracy.png", "fig13_metrics.png", "fig14_confusion_RegNetX016.png",
+                 "fig15_confusion_ResNetRS50.png", "leakage.csv", "leakage.md", "leakage.png", "mcnemar.json"):
+        assert (report/name).stat().st_size > 0, name
+    assert (runs["subject"]/"eval"/"test"/"metrics.json").is_file() and (runs["other"]/"eval"/"test"/"metrics.json").is_file()
+    table = pd.read_csv(report/"table1.csv").fillna({"model": ""}).set_index("Algorithm")
+    assert table.loc["ResNetRS50", "ours_accuracy"] == pytest.approx(100 * metrics["accuracy"])
+    assert table.loc["RegNetX016", "model"] == "RegNetX016" and table.loc["AlexNet", "model"] == ""
+    assert set(table["dataset"]) == {"synthetic"} and set(table["split"]) == {"paper"}
+    assert "SYNTHETIC cells (not C-NMC)" in (report/"table1.md").read_text()
+    leakage = pd.read_csv(report/"leakage.csv")
+    assert leakage["model"].tolist() == ["ResNetRS50"]
+    assert leakage["accuracy_gap"].iloc[0] == pytest.approx(leakage["paper_accuracy"].iloc[0] - leakage["subject_accuracy"].iloc[0])
+    mc = json.loads((report/"mcnemar.json").read_text())
+    paper_test = next(t for t in mc if t["split"] == "paper")
+    assert {paper_test["model_a"], paper_test["model_b"]} == {"ResNetRS50", "RegNetX016"} and 0 <= paper_test["p_value"] <= 1
+    assert (outputs/"report"/"report.md").read_text().count("SYNTHETIC") >= 3

@@ -1,0 +1,64 @@
+"""`bloodcancer reproduce` end to end on the demo profile: it finishes, resumes after a kill, and reports a failing model."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOODCANCER = str(Path(sys.executable).with_name("bloodcancer"))
+
+
+def reproduce(tmp_path, *args, **popen):
+    env = dict(os.environ, BLOODCANCER_DATA=str(tmp_path/"data"), BLOODCANCER_OUTPUTS=str(tmp_path/"outputs"))
+    return subprocess.Popen([BLOODCANCER, "reproduce", "--profile", "demo", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen)
+
+
+def wait_for_step(state_file: Path, key: str, process, timeout=400):
+    "Poll pipeline.json until `key` is done."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state_file.exists():
+            try: steps = json.loads(state_file.read_text())["steps"]
+            except (json.JSONDecodeError, KeyError): steps = {}
+            if steps.get(key, {}).get("status") == "done": return steps
+        if process.poll() is not None: raise AssertionError(f"reproduce ended before {key}:\n{process.stdout.read()}")
+        time.sleep(0.5)
+    raise AssertionError(f"{key} not done after {timeout} s")
+
+
+def test_demo_resumes_after_kill_writes_table_and_figures_and_reports_failures(tmp_path):
+    run = tmp_path/"outputs"/"demo"
+    first = reproduce(tmp_path, "--models", "AlexNet,EfficientNetB0")
+    wait_for_step(run/"pipeline.json", "03_train-paper-AlexNet", first)
+    os.killpg(first.pid, signal.SIGKILL)  # the pipeline and its notebook kernel, mid-way
+    first.wait(timeout=30)
+    done_before = {k for k, v in json.loads((run/"pipeline.json").read_text())["steps"].items() if v["status"] == "done"}
+
+    second = reproduce(tmp_path, "--models", "AlexNet,EfficientNetB0")
+    output, _ = second.communicate(timeout=900)
+    assert second.returncode == 0, output
+    for key in done_before: assert f"{key}: done earlier, skipped" in output
+    steps = json.loads((run/"pipeline.json").read_text())["steps"]
+    assert all(v["status"] == "done" for v in steps.values()), steps
+    assert "05_figures" in steps and "03_train-subject-AlexNet" in steps
+    tables = list(run.glob("**/table1*.md"))
+    assert tables, output
+    table = tables[0].read_text()
+    assert "AlexNet" in table and "EfficientNet" in table and "synthetic" in table.lower()
+    figures = [p for p in run.glob("**/*.png") if p.stat().st_size > 0]
+    assert len(figures) >= 4
+    assert (run/"notebooks"/"05_figures.ipynb").exists() and (run/"notebooks"/"03_train-paper-AlexNet.ipynb").exists()
+
+    # A model forced to fail (InceptionV3 cannot take the 32 px inputs asked for) is reported, the finished steps
+    # are not redone, the others complete, the report is rebuilt, and the exit status says something failed.
+    third = reproduce(tmp_path, "--models", "AlexNet,EfficientNetB0,InceptionV3", "--image-size", "32")
+    output, _ = third.communicate(timeout=600)
+    assert third.returncode == 1, output
+    steps = json.loads((run/"pipeline.json").read_text())["steps"]
+    assert steps["03_train-paper-InceptionV3"]["status"] == "failed"
+    assert "InceptionV3 needs inputs of at least 75x75" in steps["03_train-paper-InceptionV3"]["error"]
+    assert steps["04_evaluate-paper-InceptionV3"]["status"] == "skipped"
+    assert "03_train-paper-AlexNet: done earlier, skipped" in output
+    assert all(steps[k]["status"] == "done" for k in ("03_train-paper-AlexNet", "03_train-paper-EfficientNetB0", "05_figures"))
+    assert "FAILED 03_train-paper-InceptionV3" in output
