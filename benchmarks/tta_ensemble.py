@@ -74,6 +74,8 @@ def train_run(split, run, seed, args):
               validation_data=make_dataset(val, "AlexNet", args.image_size, args.batch_size, cache=args.cache),
               epochs=args.epochs, class_weight=class_weights(train), verbose=0)
     seconds = time.perf_counter() - start
+    from bloodcancer.train import recalibrate_batch_norm  # what train() does before saving model.keras
+    recalibrate_batch_norm(model, make_dataset(train, "AlexNet", args.image_size, args.batch_size, labels=False, cache=False))
     model.save(run/"model.keras")
     (run/"config.json").write_text(json.dumps(dict(
         model="AlexNet", data=str(args.data), split="subject", image_size=args.image_size, batch_size=args.batch_size,
