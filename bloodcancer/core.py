@@ -6,19 +6,29 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import importlib
 import importlib.util
+import inspect
+import io
 import json
+import numbers
 import os
+import platform
 import random
 import sys
+import textwrap
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything', 'in_colab',
-           'accelerators', 'package_versions']
+__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'PACKAGES', 'RUN_DIRECTIVE', 'MAX_IMAGE_SIZE', 'ProjectPaths', 'project_paths',
+           'PaperConfig', 'seed_everything', 'in_colab', 'accelerators', 'package_versions', 'UserError',
+           'InvalidValueError', 'MissingFileError', 'atomic_write', 'FolderLockedError', 'FolderLock',
+           'declare_run_mode', 'option', 'docments_of', 'resolve_choices', 'TrainConfig']
 
 # %% ../nbs/00_core.ipynb #0ac2299d
 DATA_ENV, OUTPUTS_ENV = "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS"
@@ -29,11 +39,12 @@ class ProjectPaths:
     data: Path # Datasets, archives and index tables
     outputs: Path # One folder per run
 
-def project_paths(data:str|Path|None=None, # Data folder. Defaults to `$BLOODCANCER_DATA` or `./data`.
-                  outputs:str|Path|None=None, # Outputs folder. Defaults to `$BLOODCANCER_OUTPUTS` or `./outputs`.
+# %% ../nbs/00_core.ipynb #70d617da
+def project_paths(data:str|Path|None=None, # Data folder: `$BLOODCANCER_DATA` or `./data` when None
+                  outputs:str|Path|None=None, # Outputs folder: `$BLOODCANCER_OUTPUTS` or `./outputs` when None
                   create:bool=False, # Create the folders if they are missing
                  ) -> ProjectPaths:
-    "Resolve the data and outputs folders: explicit arguments, then environment variables, then `./data` and `./outputs`."
+    "The data and outputs folders: explicit arguments, then environment variables, then `./data` and `./outputs`."
     def resolve(given, env, default):
         chosen = given if given is not None else os.environ.get(env) or default
         return Path(chosen).expanduser().resolve()
@@ -82,7 +93,7 @@ PAPER = PaperConfig()
 
 # %% ../nbs/00_core.ipynb #0e688bb2
 def seed_everything(seed:int=PAPER.seed, # The seed
-                    tensorflow:bool|None=None, # Seed TensorFlow too. Defaults to doing so only when it is already imported.
+                    tensorflow:bool|None=None, # Seed TensorFlow too; None: only when it is already imported
                     deterministic_ops:bool=False, # Also ask TensorFlow for deterministic kernels (slower)
                    ) -> int:
     "Seed every random number generator the pipeline uses and return the seed."
@@ -101,13 +112,17 @@ def in_colab() -> bool:
     "True inside Google Colab."
     return "google.colab" in sys.modules or importlib.util.find_spec("google.colab") is not None
 
+# %% ../nbs/00_core.ipynb #c62bd1ac
 def accelerators() -> dict:
     "Counts of the GPUs and TPUs TensorFlow can see (imports TensorFlow)."
     import tensorflow as tf
     tpu = bool(os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"))
     return {"gpus": len(tf.config.list_physical_devices("GPU")), "tpu": tpu}
 
-def package_versions(names=("bloodcancer", "tensorflow", "tf-keras", "numpy", "pandas", "scikit-learn", "opencv-python-headless")) -> dict:
+# %% ../nbs/00_core.ipynb #787841ec
+PACKAGES = ("bloodcancer", "tensorflow", "tf-keras", "numpy", "pandas", "scikit-learn", "opencv-python-headless")
+
+def package_versions(names=PACKAGES) -> dict:
     "Installed versions of `names` (None when a package is missing)."
     from importlib.metadata import version, PackageNotFoundError
     found = {}
@@ -115,3 +130,234 @@ def package_versions(names=("bloodcancer", "tensorflow", "tf-keras", "numpy", "p
         try: found[name] = version(name)
         except PackageNotFoundError: found[name] = None
     return found
+
+# %% ../nbs/00_core.ipynb #8c0abb8b
+class UserError(Exception):
+    "An error the user can fix; its message names the file or value and the fix (the CLI prints it as one line)."
+
+# %% ../nbs/00_core.ipynb #d432b4a0
+class InvalidValueError(UserError, ValueError):
+    "A value given by the user is of the wrong kind or out of range."
+
+# %% ../nbs/00_core.ipynb #41ff0df8
+class MissingFileError(UserError, FileNotFoundError):
+    "A file or folder the user pointed at does not exist."
+
+# %% ../nbs/00_core.ipynb #b3d3a45e
+def atomic_write(path:str|Path, # The file to (re)write
+                 content:str|bytes, # Its whole new content
+                ) -> Path:
+    "Replace `path` with `content` so that a reader sees the old file or the new one, never a part."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        if isinstance(content, bytes): partial.write_bytes(content)
+        else: partial.write_text(content, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        if partial.exists(): partial.unlink()
+    return path
+
+# %% ../nbs/00_core.ipynb #17a97a70
+class FolderLockedError(UserError, RuntimeError):
+    "Another process holds the folder's lock."
+
+# %% ../nbs/00_core.ipynb #6203bf91
+def _process_alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    except OSError: return False
+    return True
+
+# %% ../nbs/00_core.ipynb #30f84ecf
+class FolderLock:
+    "An exclusive lock on a folder, held by this process until `release` (or the end of a `with` block)."
+    def __init__(self, folder:str|Path, # The folder to lock (created when missing)
+                 name:str=".lock", # The lock file's name inside it
+                 purpose:str="", # What the holder is doing, shown to a process that is refused
+                ):
+        self.path, self.purpose, self._handle, self.took_over = Path(folder)/name, purpose, None, None
+
+    def _holder(self) -> dict:
+        try: return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError): return {}
+
+    def acquire(self) -> FolderLock:
+        "Take the lock, or raise `FolderLockedError` naming the process that holds it."
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        previous = self._holder()
+        handle = open(self.path, "a+")
+        try: self._lock(handle)
+        except OSError:
+            handle.close()
+            holder = self._holder()
+            raise FolderLockedError(
+                f"{self.path.parent} is in use by process {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                f"({holder.get('purpose') or 'running'} since {holder.get('since', '?')}). Wait for it to finish, "
+                "stop it, or use another folder (for a run: another run name or outputs folder).") from None
+        if previous.get("pid") and previous.get("pid") != os.getpid():
+            self.took_over = previous  # its process ended without releasing: a crash or a kill
+        handle.seek(0); handle.truncate()
+        handle.write(json.dumps(dict(pid=os.getpid(), host=platform.node(), purpose=self.purpose,
+                                     since=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))))
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def _lock(self, handle):
+        try: import fcntl
+        except ImportError: return self._lock_without_fcntl()
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _lock_without_fcntl(self):
+        holder = self._holder()
+        if holder.get("pid") and holder["pid"] != os.getpid() and _process_alive(int(holder["pid"])):
+            raise BlockingIOError(f"{self.path} is held")
+
+    def release(self):
+        "Give the lock up (the file stays, empty: its presence alone means nothing)."
+        if self._handle is None: return
+        self._handle.seek(0); self._handle.truncate(); self._handle.close()
+        self._handle = None
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+# %% ../nbs/00_core.ipynb #0a622622
+RUN_DIRECTIVE = "run" # `#| run` marks the cells a notebook executes as a pipeline step
+
+def _run_cells_only(lines:list[str]) -> list[str]:
+    "IPython cleanup transformer: the lines of a cell marked `#| run`, nothing otherwise."
+    directives = [line[2:].strip() for line in lines if line.startswith("#|")]
+    return lines if RUN_DIRECTIVE in directives else []
+
+# %% ../nbs/00_core.ipynb #61201707
+def declare_run_mode(examples:bool, # Run the notebook's examples and tests (True), or only its `#| run` cells
+                    ) -> bool:
+    "Declare what the cells below run; `nbdev_test` declares examples itself (`IN_TEST=1`). Returns the mode."
+    examples = bool(examples) or os.environ.get("IN_TEST") == "1"
+    from IPython import get_ipython
+    shell = get_ipython()
+    if shell is None: return examples
+    cleanup = shell.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if t is not _run_cells_only]
+    if not examples: cleanup.append(_run_cells_only)
+    return examples
+
+# %% ../nbs/00_core.ipynb #234fdc92
+def option(default, # The field's default value
+           choices:str|tuple|None=None, # Allowed values, or `module:NAME` of the constant that lists them
+           resume:bool=True, # Must be equal for an unfinished run to be resumed
+           minimum:float|None=None, # Smallest allowed value (numbers)
+           above:float|None=None, # The value must be larger than this (numbers)
+          ):
+    "A field of a configuration dataclass with what checks and command lines need to know about it."
+    return field(default=default, metadata=dict(choices=choices, resume=resume, minimum=minimum, above=above))
+
+# %% ../nbs/00_core.ipynb #87a3ddfb
+def docments_of(obj, # A function or a class
+               ) -> dict[str, str]:
+    "The comment after each parameter of a function or field of a class, `{name: comment}` (as nbdev's docments)."
+    try: source = textwrap.dedent(inspect.getsource(obj))
+    except (OSError, TypeError): return {}  # no source (a frozen application, say): no help texts
+    names = set(inspect.signature(obj).parameters) if callable(obj) else set()
+    if dataclasses.is_dataclass(obj): names |= {f.name for f in dataclasses.fields(obj)}
+    comments, line_names = {}, {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.NAME and token.string in names: line_names.setdefault(token.start[0], token.string)
+        elif token.type == tokenize.COMMENT and token.start[0] in line_names:
+            comments.setdefault(line_names[token.start[0]], token.string.lstrip("#").strip())
+    return comments
+
+# %% ../nbs/00_core.ipynb #fb1d092c
+def resolve_choices(choices:str|tuple|None) -> tuple|None:
+    "The allowed values of an `option`: the tuple itself, or the constant that `module:NAME` names."
+    if choices is None or isinstance(choices, tuple): return choices
+    module, name = choices.split(":")
+    return tuple(getattr(importlib.import_module(module), name))
+
+# %% ../nbs/00_core.ipynb #4fb8df20
+MAX_IMAGE_SIZE = 1024 # Largest model input in pixels: C-NMC cells are 450 px, so more only costs memory
+
+@dataclass(frozen=True)
+class TrainConfig:
+    "Everything one training run needs: `train`, its notebook, `bloodcancer train` and `config.json` derive from it."
+    model:str = option("ResNetRS50") # Registry name or alias (`ResNetRS50`, `ConvNeXt`, `EfficientNetB3`, ...)
+    data:str = option("kaggle") # "kaggle", a folder (Kaggle or TCIA download, or all/ and hem/ subfolders) or a zip
+    split:str = option("paper", "bloodcancer.data:PROTOCOLS") # Split protocol
+    image_size:int = option(PAPER.image_size, minimum=1) # Side of the square model input, in pixels
+    batch_size:int = option(PAPER.batch_size, minimum=1) # Images per step on each replica
+    epochs:int = option(PAPER.epochs, minimum=1) # Maximum number of epochs
+    learning_rate:float = option(PAPER.learning_rate, above=0) # Initial learning rate of Adamax
+    weights:str|None = option("imagenet") # "imagenet", "none" (random start) or a weights file
+    seed:int = option(PAPER.seed, minimum=0) # Seed of the split, initialisation, shuffling and augmentation
+    outputs:str = option("", resume=False) # Outputs folder ("": `$BLOODCANCER_OUTPUTS` or `./outputs`)
+    run_name:str = option("", resume=False) # Run folder under outputs ("": `<dataset>-<split>-seed<seed>`)
+    mixed_precision:bool = option(False) # Compute in float16 (bfloat16 on TPU), keep the variables in float32
+    jit_compile:bool = option(False) # Compile the training step with XLA
+    strategy:str = option("auto", ("auto", "default", "mirrored", "multiworker", "tpu"), resume=False) # tf.distribute
+    validation_fraction:float = option(PAPER.validation_fraction) # Part of the training side held out for validation
+    steps_per_epoch:int = option(0, minimum=0) # Training steps per epoch (0: one pass over the training split)
+    max_images:int = option(0, minimum=0) # Use at most this many images, drawn before splitting (0: all)
+    denoise:str = option("median", "bloodcancer.preprocess:DENOISE_METHODS") # Denoising filter
+    input_mode:str = option("rgb", "bloodcancer.preprocess:INPUT_MODES") # Input channels
+    verbose:int = option(1, (0, 1, 2), resume=False) # 0 silent, 1 progress bars, 2 one line per epoch
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self): object.__setattr__(self, f.name, _field_value(f, getattr(self, f.name)))
+        self._check()
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        "The field names: the papermill parameters of the training notebook."
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def resume_names(cls) -> tuple[str, ...]:
+        "The fields that must be equal for an unfinished run to be resumed."
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["resume"])
+
+    @classmethod
+    def choices(cls, name:str) -> tuple|None:
+        "The allowed values of field `name` (None: any value of its type)."
+        return resolve_choices(next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"])
+
+    def replace(self, **changes) -> TrainConfig:
+        "A copy with `changes`; unknown names raise an error that lists the known ones."
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown: raise InvalidValueError(f"unknown option(s) {unknown}; the options are: {', '.join(self.names())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict: return dataclasses.asdict(self)
+
+    def _check(self):
+        "The checks that involve more than one field, or the model registry."
+        if not 0 < self.validation_fraction < 1:
+            raise InvalidValueError(f"validation_fraction={self.validation_fraction!r} must be between 0 and 1: early "
+                                    "stopping, the learning-rate schedule and the best epoch are chosen on it")
+        from bloodcancer.models import check_input_size
+        check_input_size(self.model, self.image_size)
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise InvalidValueError(f"image_size={self.image_size} is larger than {MAX_IMAGE_SIZE}: C-NMC cells are "
+                                    "450 pixels, so a larger input adds no detail, only memory (the paper uses 224)")
+
+# %% ../nbs/00_core.ipynb #f9346a15
+_KINDS = {"int": (numbers.Integral, "a whole number"), "float": (numbers.Real, "a number"),
+          "bool": (bool, "True or False"), "str": ((str, os.PathLike), "text")}
+
+def _field_value(f:dataclasses.Field, value):
+    "`value` as field `f` stores it (Python int, float or str), or `InvalidValueError` when it does not suit `f`."
+    kinds = [k.strip() for k in str(f.type).split("|")]
+    if value is None and "None" in kinds: return None
+    accepted, described = _KINDS[kinds[0]]
+    if (isinstance(value, bool) and kinds[0] != "bool") or not isinstance(value, accepted):
+        raise InvalidValueError(f"{f.name}={value!r} must be {described}, e.g. {f.default!r}")
+    value = {"int": int, "float": float, "bool": bool, "str": str}[kinds[0]](value)
+    low, above, choices = f.metadata["minimum"], f.metadata["above"], resolve_choices(f.metadata["choices"])
+    if low is not None and value < low: raise InvalidValueError(f"{f.name}={value!r} must be >= {low}")
+    if above is not None and not value > above: raise InvalidValueError(f"{f.name}={value!r} must be > {above}")
+    if choices is not None and value not in choices:
+        raise InvalidValueError(f"{f.name}={value!r}: choose one of {', '.join(map(str, choices))}")
+    return value

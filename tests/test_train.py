@@ -1,5 +1,6 @@
-"""Training (issue 4): every registry model builds and trains a step, a papermill run leaves every artefact, a run killed
-with SIGKILL resumes, and MirroredStrategy / MultiWorkerMirroredStrategy train. The slow parts run in subprocesses."""
+"""Training (issue 4): a papermill run leaves every artefact and an executed notebook holding only the run, a run killed
+with SIGKILL inside an epoch resumes and trains exactly the planned steps, one process at a time trains a run folder,
+and MirroredStrategy / MultiWorkerMirroredStrategy train. The slow parts run in subprocesses."""
 import json
 import os
 import signal
@@ -18,14 +19,6 @@ from bloodcancer.data import make_synthetic_cnmc
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
 ENV.pop("TF_CONFIG", None)
-ENV.pop("BLOODCANCER_NOTEBOOK", None)
-
-# Parameter counts of the backbones (include_top=False), from Keras's documentation of its applications; AlexNet's is
-# ours: the five convolutions and the two batch normalisations that stand in for LRN.
-BACKBONE_PARAMETERS = {"ResNetRS50": 33_696_288, "RegNetX016": 8_320_640, "ConvNeXtTiny": 27_820_128,
-                       "EfficientNetB0": 4_049_571, "InceptionV3": 21_802_784, "Xception": 20_861_480,
-                       "VGG19": 20_024_384, "AlexNet": 3_748_608}
-
 
 @pytest.fixture(scope="module")
 def small_cnmc(tmp_path_factory) -> Path:
@@ -50,39 +43,27 @@ import json, sys, time
 import tf_keras as keras
 from bloodcancer.train import train
 
-class Pause(keras.callbacks.Callback):
-    "Makes every epoch last a while, so that the test can kill the process between two epochs."
-    def on_epoch_end(self, epoch, logs=None): time.sleep(float(sys.argv[2]))
+class PauseInside(keras.callbacks.Callback):
+    "Stops for a long while at batch `batch` of epoch `epoch` (0-based), so that the test can kill the process there."
+    def __init__(self, epoch, batch): super().__init__(); self.at = (epoch, batch)
+    def on_epoch_begin(self, epoch, logs=None): self.epoch = epoch
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at: print("PAUSED", flush=True); time.sleep(600)
 
-print("RUN", train(**json.loads(sys.argv[1]), callbacks=[Pause()] if len(sys.argv) > 2 else []))
+pause = [PauseInside(*map(int, sys.argv[2].split(",")))] if len(sys.argv) > 2 else []
+print("RUN", train(**json.loads(sys.argv[1]), callbacks=pause), flush=True)
 """
 
 
-# --- the registry -----------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", ["ResNetRS50", "RegNetX016", "AlexNet", "ConvNeXtTiny", "EfficientNetB0", "InceptionV3",
-                                  "Xception", "VGG19", "EfficientNetV2B0"])
-def test_model_builds_and_trains_one_step(name):
-    "At its smallest input, from random weights; the step runs eagerly (tracing the big graphs costs minutes on a CPU)."
-    import tf_keras as keras
-    from bloodcancer.train import MODELS, backbone_of, build_model
-    size = MODELS[name].min_size
-    model = build_model(name, size, weights=None, seed=0)
-    if name in BACKBONE_PARAMETERS: assert backbone_of(model).count_params() == BACKBONE_PARAMETERS[name]
-    assert model.output_shape == (None, 2)
-    model.compile(keras.optimizers.Adamax(1e-3), "categorical_crossentropy", run_eagerly=True)
-    images = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
-    before = model.get_layer("predictions").kernel.numpy().copy()
-    loss = model.train_on_batch(images, np.eye(2, dtype="float32"))
-    assert np.isfinite(loss)
-    assert not np.array_equal(before, model.get_layer("predictions").kernel.numpy())
-
-
-def test_every_selectable_size_exists_in_keras():
-    import tf_keras as keras
-    from bloodcancer.train import MODELS
-    for spec in MODELS.values():
-        if spec.family.from_keras: assert hasattr(keras.applications, spec.name), spec.name
+def start_training(arguments: str, pause_at: str, cwd=ROOT) -> subprocess.Popen:
+    "A training process that stops inside epoch/batch `pause_at` (\"epoch,batch\"), once it printed PAUSED."
+    process = subprocess.Popen([sys.executable, "-c", TRAIN, arguments, pause_at], cwd=cwd, env=ENV, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    for line in process.stdout:
+        if line.startswith("PAUSED"): return process
+        assert time.time() < deadline, "the training did not reach the pause in time"
+    raise AssertionError(f"the training ended before its pause (exit {process.wait()})")
 
 
 # --- the run folder, from papermill ------------------------------------------------------------------------------------
@@ -91,7 +72,8 @@ def test_papermill_run_writes_every_artefact(small_cnmc, tmp_path):
     outputs = tmp_path/"outputs"
     options = [("model", "AlexNet"), ("data", small_cnmc), ("image_size", 32), ("epochs", 2), ("weights", "none"),
                ("outputs", outputs), ("batch_size", 8), ("denoise", "none"), ("verbose", 2), ("seed", 3)]
-    command = [sys.executable, "-m", "papermill", "nbs/03_train.ipynb", str(tmp_path/"out.ipynb"), "--no-progress-bar"]
+    command = [sys.executable, "-m", "papermill", "nbs/03_train.ipynb", str(tmp_path/"out.ipynb"), "--no-progress-bar",
+               "--inject-output-path"]
     for name, value in options: command += ["-p", name, str(value)]
     found = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert found.returncode == 0, found.stderr[-4000:]
@@ -105,42 +87,63 @@ def test_papermill_run_writes_every_artefact(small_cnmc, tmp_path):
     assert (config["weights"], config["dataset"], config["split"], config["seed"]) == (None, "synthetic", "paper", 3)
     for key in ("data_fingerprint", "versions", "paper_config", "created", "input_scaling", "class_names", "git_commit"):
         assert key in config, key
-    assert pd.read_csv(run/"history.csv")["epoch"].tolist() == [0, 1]
+    history = pd.read_csv(run/"history.csv")
+    assert history["epoch"].tolist() == [0, 1] and history["steps"].nunique() == 1 and history["steps"].iloc[0] > 0
     executed = json.loads((run/"notebook.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["model"] == "AlexNet"
     assert not any(output.get("output_type") == "error" for cell in executed["cells"] for output in cell.get("outputs", []))
+    # Only the run's own cells ran: no example, test or fixture output in the record.
+    with_output = [cell for cell in executed["cells"] if cell["cell_type"] == "code" and cell.get("outputs")]
+    assert with_output and all("#| run" in "".join(cell["source"]) for cell in with_output), \
+        [("".join(cell["source"])[:80]) for cell in with_output if "#| run" not in "".join(cell["source"])]
+    printed = "".join("".join(o.get("text", "")) for cell in with_output for o in cell["outputs"])
+    assert "epoch 1/2: loss" in printed and "epoch 2/2: loss" in printed
 
 
 # --- resume after a kill ----------------------------------------------------------------------------------------------
 
-def test_run_killed_with_sigkill_resumes_to_the_planned_epochs(small_cnmc, tmp_path):
-    arguments = json.dumps(tiny_arguments(small_cnmc, tmp_path, epochs=4))
-    run = tmp_path/"synthetic-paper-seed0"/"AlexNet"
-    first = subprocess.Popen([sys.executable, "-c", TRAIN, arguments, "4"], cwd=ROOT, env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    try:
-        while not ((run/"history.csv").is_file() and len((run/"history.csv").read_text().splitlines()) >= 3):
-            assert first.poll() is None, "the first training process ended before it could be killed"
-            assert time.time() < deadline, "no epoch finished in time"
-            time.sleep(0.2)
-        time.sleep(1.5)  # the backup of the second epoch is written before the pause
-        assert first.poll() is None
-        os.kill(first.pid, signal.SIGKILL)
-    finally:
-        if first.poll() is None: first.kill()
-        first.wait()
+def test_run_killed_inside_an_epoch_resumes_and_trains_exactly_the_planned_steps(small_cnmc, tmp_path):
+    arguments = json.dumps(tiny_arguments(small_cnmc, tmp_path/"killed", epochs=3))
+    run = tmp_path/"killed"/"synthetic-paper-seed0"/"AlexNet"
+    first = start_training(arguments, "1,2")  # inside the second epoch, after three of its batches
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
     assert json.loads((run/"config.json").read_text())["status"] == "running"
     assert not (run/"model.keras").exists()
 
-    second = run_python(TRAIN, arguments)
-    assert "Resuming" in second.stdout and "Epoch 1/4" not in second.stdout and "Epoch 3/4" in second.stdout
+    resumed = run_python(TRAIN, arguments)
+    assert "Resuming" in resumed.stdout and "took over the lock of process" in resumed.stdout
+    assert "epoch 1/3:" not in resumed.stdout and "epoch 2/3:" in resumed.stdout  # epoch 2 is trained again, whole
     config = json.loads((run/"config.json").read_text())
-    assert (config["status"], config["epochs_completed"], config["resumes"]) == ("complete", 4, 1)
-    assert pd.read_csv(run/"history.csv")["epoch"].tolist() == [0, 1, 2, 3]
-    assert (run/"model.keras").is_file()
-    with pytest.raises(subprocess.CalledProcessError):
-        subprocess.run([sys.executable, "-c", TRAIN, arguments], cwd=ROOT, env=ENV, capture_output=True, check=True, timeout=240)
+    assert (config["status"], config["epochs_completed"], config["resumes"]) == ("complete", 3, 1)
+    planned = -(-config["n_images"]["train"] // 8)
+    history = pd.read_csv(run/"history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2]
+    assert history["steps"].tolist() == [planned] * 3 and config["steps_trained"] == 3 * planned
+
+    # The same run never interrupted ends with the same model: the resumed epochs saw the same batches.
+    run_python(TRAIN, json.dumps(tiny_arguments(small_cnmc, tmp_path/"whole", epochs=3)))
+    whole = pd.read_csv(tmp_path/"whole"/"synthetic-paper-seed0"/"AlexNet"/"history.csv")
+    np.testing.assert_allclose(history[["loss", "val_loss"]], whole[["loss", "val_loss"]], rtol=1e-5)
+    with pytest.raises(subprocess.CalledProcessError):  # complete: never trained over
+        subprocess.run([sys.executable, "-c", TRAIN, arguments], cwd=ROOT, env=ENV, capture_output=True, check=True,
+                       timeout=240)
+
+
+def test_a_second_process_on_a_run_folder_is_refused_naming_the_first(small_cnmc, tmp_path):
+    arguments = tiny_arguments(small_cnmc, tmp_path, epochs=2)
+    first = start_training(json.dumps(arguments), "0,1")
+    try:
+        options = [f"--{k.replace('_', '-')}={v}" for k, v in arguments.items()]
+        second = subprocess.run([str(Path(sys.executable).with_name("bloodcancer")), "train", *options], env=ENV,
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        first.kill(); first.wait()
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"is in use by process {first.pid}" in second.stderr and "training AlexNet" in second.stderr
+    assert "Traceback" not in second.stderr
+    history = tmp_path/"synthetic-paper-seed0"/"AlexNet"/"history.csv"
+    assert not history.exists()  # the second process trained nothing
 
 
 # --- several devices, several workers ---------------------------------------------------------------------------------
