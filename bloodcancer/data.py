@@ -26,12 +26,14 @@ from .core import PAPER, project_paths
 
 # %% auto #0
 __all__ = ['CLASSES', 'LABEL_INDEX', 'IMAGE_EXTENSIONS', 'KAGGLE_DATASET', 'PRELIM_FOLDER', 'FINAL_FOLDER', 'PRELIM_LABELS_CSV',
-           'SYNTHETIC_MARKER', 'KNOWN_COUNTS', 'KNOWN_PRELIM_CLASSES', 'INDEX_COLUMNS', 'DATASET_LABELS', 'REASONS',
-           'PROTOCOLS', 'COMPLETE_MARKER', 'CellName', 'parse_cell_name', 'index_dataset', 'dataset_of_files',
-           'check_known_counts', 'summarize_index', 'DataValidationError', 'inspect_image', 'ValidationReport',
-           'validate_images', 'make_split', 'assert_no_shared_subjects', 'leakage_report', 'save_split', 'load_split',
-           'make_synthetic_cnmc', 'KaggleCredentialsError', 'UnsafeArchiveError', 'kaggle_credentials_found',
-           'extract_archive', 'is_extracted', 'download_cnmc']
+           'SYNTHETIC_MARKER', 'KNOWN_COUNTS', 'KNOWN_PRELIM_CLASSES', 'INDEX_COLUMNS', 'DATASET_LABELS',
+           'MAX_IMAGE_PIXELS', 'REASONS', 'PROTOCOLS', 'COMPLETE_MARKER', 'MAX_EXTRACTED_BYTES',
+           'MAX_COMPRESSION_RATIO', 'CellName', 'parse_cell_name', 'index_dataset', 'dataset_of_files',
+           'check_known_counts', 'summarize_index', 'declared_size', 'check_pixel_count', 'DataValidationError',
+           'inspect_image', 'ValidationReport', 'validate_images', 'make_split', 'assert_no_shared_subjects',
+           'leakage_report', 'save_split', 'load_split', 'make_synthetic_cnmc', 'KaggleCredentialsError',
+           'UnsafeArchiveError', 'kaggle_credentials_found', 'CorruptArchiveError', 'ExtractionError',
+           'archive_fingerprint', 'extract_archive', 'is_extracted', 'download_cnmc']
 
 # %% ../nbs/01_data.ipynb #0894051d
 CLASSES = ("hem", "all") # Class names in output order: index 1 (`all`) is the positive class
@@ -196,25 +198,113 @@ def summarize_index(index:pd.DataFrame) -> str:
     lines += [f"note: {m}" for m in check_known_counts(index)]
     return "\n".join(lines)
 
+# %% ../nbs/01_data.ipynb #98908b4c
+import struct
+
+MAX_IMAGE_PIXELS = 64 * 600 * 600 # Pixels an image may declare: 64 times the largest C-NMC image (600 x 600)
+
+_JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF} # start-of-frame markers
+
+def _jpeg_size(file) -> tuple[int, int]|None:
+    "The largest (width, height) of the JPEG frame headers before the first scan."
+    file.seek(2)
+    sizes = []
+    for _ in range(100_000):
+        byte = file.read(1)
+        if not byte: break
+        if byte != b"\xff": continue  # bytes between segments are skipped, as Pillow does
+        marker = file.read(1)
+        while marker == b"\xff": marker = file.read(1)  # fill bytes
+        if not marker or marker[0] in (0xD9, 0xDA): break  # end of image, start of scan: no frame header follows
+        if marker[0] in (0x00, 0x01, 0xD8) or 0xD0 <= marker[0] <= 0xD7: continue  # markers without a length
+        (length,) = struct.unpack(">H", file.read(2))
+        if marker[0] in _JPEG_FRAMES:
+            _, height, width = struct.unpack(">BHH", file.read(5))
+            sizes.append((width, height))
+            length -= 5
+        file.seek(length - 2, os.SEEK_CUR)
+    return max(sizes, key=lambda size: size[0] * size[1]) if sizes else None
+
+def _tiff_size(file, head:bytes) -> tuple[int, int]|None:
+    "(width, height) from the tags of the first image of a TIFF or BigTIFF."
+    order = "<" if head[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", head[2:4])[0] == 43
+    file.seek(struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0])
+    count_format, entry_size, value_at = (order + "Q", 20, 12) if big else (order + "H", 12, 8)
+    (count,) = struct.unpack(count_format, file.read(struct.calcsize(count_format)))
+    found = {}
+    for _ in range(min(count, 4096)):
+        entry = file.read(entry_size)
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        value_format = {3: "H", 4: "I", 16: "Q"}.get(kind)
+        if tag in (256, 257) and value_format:
+            found[tag] = struct.unpack_from(order + value_format, entry, value_at)[0]
+    return (found[256], found[257]) if len(found) == 2 else None
+
+def declared_size(image, # An image file, or a binary file object holding one from its start (its position is kept)
+                 ) -> tuple[int, int]|None:
+    "(width, height) that an image's header declares, read without decoding; None for another format or a short header."
+    if isinstance(image, (str, Path)):
+        with open(image, "rb") as file: return declared_size(file)
+    start = image.tell()
+    try:
+        image.seek(0)
+        head = image.read(32)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR": return struct.unpack(">II", head[16:24])
+        if head[:2] == b"BM":
+            if struct.unpack("<I", head[14:18])[0] == 12: return struct.unpack("<HH", head[18:22])  # OS/2 header
+            width, height = struct.unpack("<ii", head[18:26])
+            return abs(width), abs(height)  # a negative height is a top-down bitmap
+        if head[:2] == b"\xff\xd8": return _jpeg_size(image)
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"): return _tiff_size(image, head)
+        if head[:6] in (b"GIF87a", b"GIF89a"): return struct.unpack("<HH", head[6:10])
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            chunk = head[12:16]
+            if chunk == b"VP8X": return tuple(1 + int.from_bytes(head[at:at + 3], "little") for at in (24, 27))
+            if chunk == b"VP8L":
+                bits = int.from_bytes(head[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ": return tuple(n & 0x3FFF for n in struct.unpack("<HH", head[26:30]))
+        return None
+    except struct.error: return None  # a header cut short: the decoder reports it
+    finally: image.seek(start)
+
+def check_pixel_count(image, # An image file, a binary file object holding one, or its (width, height)
+                      max_pixels:int|None=None, # Most pixels allowed. Defaults to `MAX_IMAGE_PIXELS`, read at each call
+                     ) -> tuple[str, str]:
+    "('too large', detail) when `image` (its header) declares more than `max_pixels` pixels, else ('', '')."
+    size = image if isinstance(image, tuple) else declared_size(image)
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if size is None or size[0] * size[1] <= limit: return "", ""
+    return "too large", (f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels declared, over the limit of {limit:,} "
+                         "(bloodcancer.data.MAX_IMAGE_PIXELS); not decoded")
+
 # %% ../nbs/01_data.ipynb #c5d07b50
 class DataValidationError(ValueError):
     "Raised when images fail validation under the `fail` policy."
 
-REASONS = ("empty file", "not an image", "truncated or corrupt", "grayscale", "RGBA", "unexpected size",
+REASONS = ("empty file", "not an image", "too large", "truncated or corrupt", "grayscale", "RGBA", "unexpected size",
            "label mismatch", "no subject", "unknown label")
 
 def inspect_image(path:str|Path, # Image file
                   expected_size:tuple[int,int]|None=(450, 450), # (width, height) every image should have; None accepts any
+                  max_pixels:int|None=None, # Most pixels an image may have. Defaults to `MAX_IMAGE_PIXELS`.
                  ) -> tuple[str, str]:
-    "Open and fully decode `path`: ('', '') when fine, else (reason, detail)."
+    "Check the pixel limit, then open and fully decode `path`: ('', '') when fine, else (reason, detail)."
     from PIL import Image, UnidentifiedImageError
     path = Path(path)
     try:
         if path.stat().st_size == 0: return "empty file", "0 bytes"
-        with Image.open(path) as image:
-            image.load()
-            mode, size = image.mode, image.size
-            transparent = "transparency" in image.info
+        with open(path, "rb") as file:
+            too_large = check_pixel_count(file, max_pixels)
+            if too_large[0]: return too_large
+            with Image.open(file) as image:
+                too_large = check_pixel_count(image.size, max_pixels)  # formats that declared_size does not read
+                if too_large[0]: return too_large
+                image.load()
+                mode, size = image.mode, image.size
+                transparent = "transparency" in image.info
+    except Image.DecompressionBombError as error: return "too large", f"{error} (Pillow's limit)"
     except UnidentifiedImageError: return "not an image", "no image decoder recognises the file"
     except (OSError, SyntaxError, ValueError) as error: return "truncated or corrupt", str(error)
     if mode in ("1", "L", "I", "I;16", "F"): return "grayscale", f"mode {mode}, expected RGB"
@@ -249,6 +339,7 @@ def validate_images(index:pd.DataFrame, # An index table from `index_dataset`
                     tolerate:tuple=(), # Reasons that are reported but kept, e.g. ("unexpected size",)
                     expected_size:tuple[int,int]|None=(450, 450), # (width, height); None accepts any size
                     workers:int|None=None, # Threads. Defaults to 2 per CPU core.
+                    max_pixels:int|None=None, # Most pixels an image may have. Defaults to `MAX_IMAGE_PIXELS`.
                    ) -> ValidationReport:
     "Open every image of `index` once and report the ones that would break or mislead training."
     if policy not in ("skip", "fail"): raise ValueError(f"policy={policy!r}: use 'skip' (drop problem files) or 'fail' (raise)")
@@ -257,7 +348,7 @@ def validate_images(index:pd.DataFrame, # An index table from `index_dataset`
     start = time.perf_counter()
     workers = workers or 2 * (os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        found = list(pool.map(lambda p: inspect_image(p, expected_size), index["path"]))
+        found = list(pool.map(lambda p: inspect_image(p, expected_size, max_pixels), index["path"]))
     rows = []
     for (path, index_problem), (reason, detail) in zip(index[["path", "problem"]].itertuples(index=False), found):
         if index_problem: reason, detail = index_problem.split(":", 1)[0], index_problem.split(":", 1)[-1].strip()
@@ -493,7 +584,7 @@ class KaggleCredentialsError(RuntimeError):
     "Raised when a Kaggle download is asked for without Kaggle credentials."
 
 class UnsafeArchiveError(ValueError):
-    "Raised for an archive member that would be written outside the target folder."
+    "Raised for an archive that must not be extracted: a member outside the target, or a zip bomb (over the limits)."
 
 COMPLETE_MARKER = ".bloodcancer-extracted.json"
 
@@ -522,6 +613,56 @@ def _kaggle_api():
         api.authenticate()
     return api
 
+# %% ../nbs/01_data.ipynb #3f0167bd
+import errno
+import hashlib
+import zlib
+from functools import lru_cache
+
+class CorruptArchiveError(ValueError):
+    "Raised for an archive whose data is damaged (a bad CRC-32, broken compressed data)."
+
+class ExtractionError(RuntimeError):
+    "Raised when the operating system refuses to write the data: a read-only folder, a full disk, no permission."
+
+_CNMC_BMP_BYTES = 54 + 450 * (450 * 3 + 2) # A 450 x 450 24-bit BMP: header and rows padded to 4 bytes (608,454 bytes)
+MAX_EXTRACTED_BYTES = 2 * sum(KNOWN_COUNTS.values()) * _CNMC_BMP_BYTES # Twice the full C-NMC uncompressed (18.4 GB)
+MAX_COMPRESSION_RATIO = 100 # Uncompressed over compressed size of a whole archive; C-NMC's BMPs deflate about 10:1
+
+@lru_cache(maxsize=16)
+def _sha256(path:str, size:int, modified_ns:int) -> str:
+    "SHA-256 of a file, computed once per (path, size, modification time) in a process."
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""): digest.update(block)
+    return digest.hexdigest()
+
+def archive_fingerprint(archive:str|Path, # A file
+                       ) -> dict:
+    "The archive's path, size in bytes and SHA-256: what an extraction's completion record names it by."
+    archive = Path(archive).resolve()
+    stat_ = archive.stat()
+    sha256 = _sha256(str(archive), stat_.st_size, stat_.st_mtime_ns)
+    return {"archive": str(archive), "bytes": stat_.st_size, "sha256": sha256}
+
+def _size_text(n:int) -> str:
+    "A byte count for people: 18.4 GB, 20.0 MB, 520 bytes."
+    units = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
+    return next((f"{n / unit:,.1f} {name}" for unit, name in units if n >= unit), f"{n:,} bytes")
+
+def _os_error(error:OSError, doing:str, needed:int=0) -> ExtractionError:
+    "One line: what failed on which path, and what to do about it."
+    path = error.filename or "the data folder"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        expands = f" (the archive expands to {_size_text(needed)})" if needed else ""
+        fix = f"free space there{expands} or pass a data folder on another disk (--data / data=)"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "the folder is read-only or not yours: pass a data folder you can write to (--data / data=)"
+    elif error.errno == errno.ENOTDIR:
+        fix = "part of that path is a file, not a folder: pass a folder path (--data / data=)"
+    else: fix = "check that path, then run the same command again"
+    return ExtractionError(f"{doing} failed at {path}: {error.strerror or error}; {fix}")
+
 # %% ../nbs/01_data.ipynb #9b4b6b19
 def _unsafe_member(info:zipfile.ZipInfo, target:Path) -> str:
     "Why `info` must not be extracted into `target` ('' when it is safe)."
@@ -532,48 +673,119 @@ def _unsafe_member(info:zipfile.ZipInfo, target:Path) -> str:
     if not (target/name).resolve().is_relative_to(target.resolve()): return "resolves outside the target"
     return ""
 
+def _check_expansion(archive:Path, members:list, max_bytes:int, max_ratio:float):
+    "Refuse an archive whose declared size or compression ratio is beyond the limits (nothing is written yet)."
+    total, packed = sum(i.file_size for i in members), archive.stat().st_size
+    if total > max_bytes:
+        raise UnsafeArchiveError(f"{archive}: its {len(members):,} members would take {_size_text(total)}, over the "
+                                 f"limit of {_size_text(max_bytes)}; nothing was extracted. For an archive you trust, "
+                                 "raise bloodcancer.data.MAX_EXTRACTED_BYTES or pass max_bytes to extract_archive.")
+    if total > max_ratio * max(packed, 1):
+        raise UnsafeArchiveError(f"{archive}: {packed:,} bytes would expand to {total:,} bytes "
+                                 f"({total / max(packed, 1):,.0f}:1), over the limit of {max_ratio:g}:1 (C-NMC's "
+                                 "images compress about 10:1): a likely zip bomb; nothing was extracted. For an "
+                                 "archive you trust, raise bloodcancer.data.MAX_COMPRESSION_RATIO or pass max_ratio "
+                                 "to extract_archive.")
+
+def _extract_members(zf:zipfile.ZipFile, members:list, archive:Path, partial:Path, progress:bool):
+    "Write every member into `partial`; a damaged member is a `CorruptArchiveError` naming it."
+    from tqdm.auto import tqdm
+    with tqdm(total=sum(i.file_size for i in members), unit="B", unit_scale=True, desc=f"extracting {archive.name}",
+              disable=not progress) as bar:
+        for info in members:
+            try: zf.extract(info, partial)
+            except BaseException as error:
+                bar.leave = False  # a failed extraction leaves its one-line error, not a bar stopped part-way
+                if isinstance(error, (zipfile.BadZipFile, zlib.error, EOFError)):
+                    raise CorruptArchiveError(f"{archive}: member {info.filename!r} is damaged ({error}); nothing was "
+                                              "kept. Download the archive again.") from None
+                if isinstance(error, OSError):  # a failed write does not say which file
+                    error.filename = error.filename or str(partial/info.filename)
+                raise
+            bar.update(info.file_size)
+
 def extract_archive(archive:str|Path, # A zip file, such as Kaggle's leukemia-classification.zip
                     target:str|Path, # Folder to create with the archive's contents
                     progress:bool=True, # Show a progress bar
+                    max_bytes:int|None=None, # Most bytes the members may declare. Defaults to `MAX_EXTRACTED_BYTES`.
+                    max_ratio:float|None=None, # Most bytes out per byte in. Defaults to `MAX_COMPRESSION_RATIO`.
                    ) -> Path:
-    "Extract `archive` into `target` safely and atomically; a complete earlier extraction is reused."
-    from tqdm.auto import tqdm
+    "Extract `archive` into `target` safely and atomically; an earlier complete extraction of it is reused."
     archive, target = Path(archive).resolve(), Path(target).resolve()
-    if is_extracted(target): return target
+    fingerprint = archive_fingerprint(archive)
+    if is_extracted(target):
+        if is_extracted(target, archive): return target
+        recorded = json.loads((target/COMPLETE_MARKER).read_text())
+        raise FileExistsError(f"{target} holds the extraction of {recorded.get('archive', 'another archive')} (sha256 "
+                              f"{str(recorded.get('sha256', 'not recorded'))[:12]}), not of {archive} (sha256 "
+                              f"{fingerprint['sha256'][:12]}): pass another target, or remove that folder first")
     if target.exists(): raise FileExistsError(f"{target} exists but is not a complete extraction by bloodcancer; move it away or pass another target")
-    partial = target.parent/f".partial-{target.name}"
-    if partial.exists(): shutil.rmtree(partial)  # the leftover of an interrupted extraction
-    with zipfile.ZipFile(archive) as zf:
-        members = zf.infolist()
-        for info in members:
-            why = _unsafe_member(info, partial)
-            if why: raise UnsafeArchiveError(f"{archive}: member {info.filename!r} {why}; refusing to extract anything. Use an archive from a trusted source.")
-        partial.mkdir(parents=True)
-        with tqdm(total=sum(i.file_size for i in members), unit="B", unit_scale=True, desc=f"extracting {archive.name}", disable=not progress) as bar:
+    partial, needed = target.parent/f".partial-{target.name}", 0
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
             for info in members:
-                zf.extract(info, partial)
-                bar.update(info.file_size)
-    (partial/COMPLETE_MARKER).write_text(json.dumps({"archive": str(archive), "members": len(members), "bytes": archive.stat().st_size}))
-    partial.rename(target)
+                why = _unsafe_member(info, partial)
+                if why: raise UnsafeArchiveError(f"{archive}: member {info.filename!r} {why}; refusing to extract "
+                                                 "anything. Use an archive from a trusted source.")
+            _check_expansion(archive, members, MAX_EXTRACTED_BYTES if max_bytes is None else max_bytes,
+                             MAX_COMPRESSION_RATIO if max_ratio is None else max_ratio)
+            needed = sum(i.file_size for i in members)
+            if partial.exists(): shutil.rmtree(partial)  # the leftover of an interrupted extraction
+            free = shutil.disk_usage(next(p for p in target.parents if p.exists())).free
+            if free < needed:
+                raise ExtractionError(f"Extracting {archive.name} needs {_size_text(needed)}, but the disk of "
+                                      f"{target.parent} has {_size_text(free)} free: free space or pass a data folder "
+                                      "on another disk (--data / data=)")
+            partial.mkdir(parents=True)
+            _extract_members(zf, members, archive, partial, progress)
+        record = fingerprint | {"members": len(members), "uncompressed_bytes": needed}
+        (partial/COMPLETE_MARKER).write_text(json.dumps(record))
+        partial.rename(target)
+    except zipfile.BadZipFile as error:
+        raise CorruptArchiveError(f"{archive} is not a readable zip archive ({error}): download it again") from None
+    except CorruptArchiveError:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)  # frees the space a full disk needs; nothing half-written is kept
+        raise _os_error(error, f"Extracting {archive.name} into {target}", needed) from None
     return target
 
-def is_extracted(folder:str|Path) -> bool:
-    "True when `folder` is a complete extraction made by `extract_archive`."
-    return (Path(folder)/COMPLETE_MARKER).is_file()
+def is_extracted(folder:str|Path, # A folder
+                 archive:str|Path|None=None, # Also require that it was this archive (same size and SHA-256)
+                ) -> bool:
+    "True when `folder` is a complete extraction made by `extract_archive` (of `archive`, when given)."
+    marker = Path(folder)/COMPLETE_MARKER
+    if not marker.is_file(): return False
+    if archive is None: return True
+    recorded, fingerprint = json.loads(marker.read_text()), archive_fingerprint(archive)
+    return (recorded.get("sha256"), recorded.get("bytes")) == (fingerprint["sha256"], fingerprint["bytes"])
 
 # %% ../nbs/01_data.ipynb #8d007583
+def _data_folder(data:str|Path|None) -> Path:
+    "The data folder, created; an error of the operating system as one line naming the path and the fix."
+    folder = project_paths(data=data).data
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise FileExistsError(f"{error.filename} is a file, not a folder: pass a data folder (--data / data=)") \
+            from None
+    except OSError as error: raise _os_error(error, "Creating the data folder") from None
+    return folder
+
 def download_cnmc(source:str|Path="kaggle", # "kaggle", a downloaded zip, or an extracted folder
                   data:str|Path|None=None, # Data folder. Defaults to the project's `data/`.
                   progress:bool=True, # Show progress bars
                  ) -> Path:
-    "Make C-NMC available locally and return its folder (ready for `index_dataset`)."
+    "Make C-NMC available locally and return its folder (for `index_dataset`); a zip goes to `<data>/cnmc-<sha[:8]>`."
     if str(source) != "kaggle":
         source = Path(source).expanduser()
         if source.is_dir(): return source.resolve()
         if not source.is_file(): raise FileNotFoundError(f"{source} does not exist: pass 'kaggle', a zip file or a folder")
         if not zipfile.is_zipfile(source): raise ValueError(f"{source} is not a zip archive: pass the Kaggle zip or an extracted folder")
-        return extract_archive(source, project_paths(data=data, create=True).data/"cnmc", progress)
-    target = project_paths(data=data, create=True).data/"cnmc"
+        target = _data_folder(data)/f"cnmc-{archive_fingerprint(source)['sha256'][:8]}"
+        return extract_archive(source, target, progress)
+    target = _data_folder(data)/"cnmc"
     if is_extracted(target): return target
     api = _kaggle_api()
     downloads = target.parent/"downloads"; downloads.mkdir(exist_ok=True)

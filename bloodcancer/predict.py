@@ -123,7 +123,7 @@ def load_predictor(run_or_file:str|Path, # A run folder, or a `.keras` file
                      config.get("dataset", "unknown"), options)
 
 # %% ../nbs/06_predict.ipynb #67b365d6
-UNREADABLE = ("empty file", "not an image", "truncated or corrupt") # inspect_image reasons that stop a file from being predicted
+UNREADABLE = ("empty file", "not an image", "too large", "truncated or corrupt") # inspect_image reasons: not predicted
 
 def _files_under(target:Path) -> list[Path]:
     if target.is_file(): return [target]
@@ -240,6 +240,10 @@ def predict_images(images, # An image file, a folder, or a list of them
                    out:str|Path|None=None, # Write the table to this CSV (and its description to the same name with .json)
                   ) -> pd.DataFrame:
     "Per image: path, probability of `all`, label and, for files that could not be predicted, the problem."
+    if threshold is not None and not (isinstance(threshold, (int, float, np.number)) and 0 <= threshold <= 1):
+        raise ValueError(f"threshold={threshold!r} is not a probability between 0 and 1: pass a value from 0 to 1 "
+                         "(a cell is called all when its probability of all reaches it), or leave it out for the "
+                         "run's threshold.json or 0.5")
     members = [m if isinstance(m, Predictor) else load_predictor(m, model_name=model_name, image_size=image_size)
                for m in (model if isinstance(model, (list, tuple)) else [model])]
     for m in members:

@@ -229,6 +229,8 @@ def class_weights(frame:pd.DataFrame) -> dict[int, float]:
     return {i: float(counts.sum() / (len(CLASSES) * c)) for i, c in enumerate(counts)}
 
 # %% ../nbs/02_preprocess.ipynb #b1af568a
+from .data import check_pixel_count
+
 _TENSORFLOW_DECODES = {"PNG": {"RGB", "RGBA", "L", "LA", "P", "I;16", "I"}, "BMP": {"RGB", "L"}}
 _NO_FACTS = (0, 0, 0, 0, "")
 
@@ -239,22 +241,28 @@ def _uncompressed_bmp_size(image) -> int:
     return offset + abs(stride) * image.height if stride else 0
 
 def _check_file(path:str) -> tuple[str, str, tuple]:
-    "(reason, detail, (bytes, mtime ns, width, height, decoder)) from a cheap check: header, then checksums (PNG) or a quick decode."
+    "(reason, detail, (bytes, mtime ns, width, height, decoder)) from a cheap check: pixel limit, header, checksums."
     from PIL import Image, UnidentifiedImageError
     try:
         stat = os.stat(path)
         if stat.st_size == 0: return "empty file", "0 bytes", _NO_FACTS
-        with Image.open(path) as image:
-            width, height = image.size
-            decoder = "tensorflow" if image.mode in _TENSORFLOW_DECODES.get(image.format, ()) else "opencv"
-            if image.format == "PNG": image.verify()  # chunk checksums: catches truncation and damage without inflating
-            elif _uncompressed_bmp_size(image): # the size the header promises: 100 times cheaper than decoding
-                if stat.st_size < _uncompressed_bmp_size(image):
-                    return "truncated or corrupt", f"{stat.st_size} bytes, the header promises {_uncompressed_bmp_size(image)}", _NO_FACTS
-            else:
-                if image.format == "JPEG": image.draft("RGB", (image.width // 8, image.height // 8))
-                image.load()
+        with open(path, "rb") as file:
+            too_large = check_pixel_count(file)  # from the header, before Pillow: a decompression bomb is never decoded
+            if too_large[0]: return (*too_large, _NO_FACTS)
+            with Image.open(file) as image:
+                width, height = image.size
+                too_large = check_pixel_count(image.size)  # formats whose header declared_size does not read
+                if too_large[0]: return (*too_large, _NO_FACTS)
+                decoder = "tensorflow" if image.mode in _TENSORFLOW_DECODES.get(image.format, ()) else "opencv"
+                if image.format == "PNG": image.verify()  # chunk checksums: catches truncation and damage without inflating
+                elif _uncompressed_bmp_size(image): # the size the header promises: 100 times cheaper than decoding
+                    if stat.st_size < _uncompressed_bmp_size(image):
+                        return "truncated or corrupt", f"{stat.st_size} bytes, the header promises {_uncompressed_bmp_size(image)}", _NO_FACTS
+                else:
+                    if image.format == "JPEG": image.draft("RGB", (image.width // 8, image.height // 8))
+                    image.load()
     except FileNotFoundError: return "missing file", "no such file", _NO_FACTS
+    except Image.DecompressionBombError as error: return "too large", f"{error} (Pillow's limit)", _NO_FACTS
     except UnidentifiedImageError: return "not an image", "no image decoder recognises the file", _NO_FACTS
     except (OSError, SyntaxError, ValueError) as error: return "truncated or corrupt", str(error), _NO_FACTS
     return "", "", (stat.st_size, stat.st_mtime_ns, width, height, decoder)
