@@ -185,7 +185,7 @@ _SUBJECT_COLUMNS = ["subject", "label", "pure", "n_images", "mean_probability", 
                     "share_called_all", "call", "correct"]
 
 def subject_calls(predictions:pd.DataFrame, # `subject`, `label` and `probability` (of `all`) per cell
-                  threshold:float=0.5, # The cells' decision threshold; a patient is called `all` when its mean P(all) reaches it
+                  threshold:float=0.5, # The cells' threshold; a patient is called `all` when its mean P(all) reaches it
                  ) -> pd.DataFrame:
     "One row per patient (cells without a subject id are left out): true class, cells, mean and spread of P(all), call."
     subjects = predictions["subject"].fillna("").astype(str)
@@ -200,21 +200,23 @@ def subject_calls(predictions:pd.DataFrame, # `subject`, `label` and `probabilit
                           "share_called_all": probability.agg(lambda p: float((p >= threshold).mean()))})
     table["call"] = np.where(table["mean_probability"] >= threshold, POSITIVE, "hem")
     table["correct"] = table["pure"] & table["label"].eq(table["call"])
-    return table.reset_index().sort_values(["label", "mean_probability", "subject"]).reset_index(drop=True)[_SUBJECT_COLUMNS]
+    table = table.reset_index().sort_values(["label", "mean_probability", "subject"])
+    return table.reset_index(drop=True)[_SUBJECT_COLUMNS]
 
 def subject_metrics(calls:pd.DataFrame, # From `subject_calls`
                    ) -> dict:
-    "`subject_accuracy`, `subject_balanced_accuracy` and `n_subjects_scored` (patients of one class only), with the rule."
+    "`subject_accuracy`, `subject_balanced_accuracy`, `n_subjects_scored` (patients of one class only) and the rule."
     scored = calls[calls["pure"].astype(bool)]
     truth, called = scored["label"].eq(POSITIVE), scored["call"].eq(POSITIVE)
     counts = [int(v.sum()) for v in (truth & called, ~truth & called, ~truth & ~called, truth & ~called)]
     values = metrics_from_counts(*counts)
-    return dict(subject_accuracy=float(values["accuracy"]), subject_balanced_accuracy=float(values["balanced_accuracy"]),
+    return dict(subject_accuracy=float(values["accuracy"]),
+                subject_balanced_accuracy=float(values["balanced_accuracy"]),
                 n_subjects_scored=int(len(scored)), n_subjects_all=int(truth.sum()), n_subjects_hem=int((~truth).sum()),
                 subject_rule=SUBJECT_RULE)
 
 # %% ../nbs/04_evaluate.ipynb #585629c8
-CLASS_COLOURS = {"all": "crimson", "hem": "steelblue"} # Colours of the true classes in the per-patient and calibration figures
+CLASS_COLOURS = {"all": "crimson", "hem": "steelblue"} # Class colours of the per-patient and calibration figures
 
 def plot_subjects(predictions:pd.DataFrame, # `subject`, `label`, `probability` per cell
                   title:str, # Figure title: the model and where the data came from
@@ -237,7 +239,8 @@ def plot_subjects(predictions:pd.DataFrame, # `subject`, `label`, `probability` 
                    facecolors=colour if row.correct else "white")
     ax.axhline(threshold, color="black", ls="--", lw=1)
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"true {k}") for k, c in CLASS_COLOURS.items()]
-    handles += [plt.Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black", label="mean: wrong call"),
+    handles += [plt.Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black",
+                           label="mean: wrong call"),
                 plt.Line2D([], [], ls="--", color="black", label=f"threshold {threshold:g}")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.set_xticks(range(len(calls)), calls["subject"], rotation=90, fontsize=7)
@@ -257,7 +260,8 @@ def reliability_table(y_true, # True classes: `hem`/`all` or 0/1
                      ) -> pd.DataFrame:
     "Per bin of P(all): its edges, cells, mean P(all) and share of `all` cells (NaN in empty bins)."
     y, prob = _as_arrays(y_true, prob)
-    if int(n_bins) != n_bins or n_bins < 1: raise ValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
     n_bins = int(n_bins)
     bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # [k/n, (k+1)/n); 1.0 goes to the last bin
     count = np.bincount(bins, minlength=n_bins)
@@ -288,7 +292,7 @@ def _logit(prob:np.ndarray) -> np.ndarray:
 def negative_log_likelihood(y_true, # True classes: `hem`/`all` or 0/1
                             prob, # P(all) per cell
                            ) -> float:
-    "Mean negative log-likelihood (log loss, natural log) of the labels under P(all), clipped as temperature scaling clips."
+    "Mean negative log-likelihood (natural log) of the labels under P(all), clipped as temperature scaling clips."
     y, prob = _as_arrays(y_true, prob)
     logit = _logit(prob)
     return float(np.mean(np.logaddexp(0, logit) - y * logit))
@@ -301,7 +305,8 @@ def fit_temperature(y_true, # True classes of validation cells: `hem`/`all` or 0
     from scipy.optimize import minimize_scalar
     y, prob = _as_arrays(y_true, prob)
     if len(set(y.tolist())) < 2:
-        raise ValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, all of class {CLASSES[y[0]] if len(y) else 'none'}): "
+        found = f"all of class {CLASSES[y[0]]}" if len(y) else "none"
+        raise ValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, {found}): "
                          "fit it on a validation set that holds `all` and `hem` cells")
     low, high = bounds
     if not 0 < low < high < np.inf: raise ValueError(f"bounds={bounds!r}: give 0 < lowest < highest temperature")
@@ -320,7 +325,8 @@ def apply_temperature(prob, # P(all) per cell (any shape)
     from scipy.special import expit
     prob = np.asarray(prob, np.float64)
     if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r}: a temperature is a positive number (1 leaves probabilities as they are)")
+        raise ValueError(f"temperature={temperature!r}: a temperature is a positive number "
+                         "(1 leaves probabilities as they are)")
     if ((prob < 0) | (prob > 1)).any(): raise ValueError("prob must be probabilities of `all` in [0, 1]")
     if temperature == 1: return prob.copy()
     return expit(_logit(prob) / temperature)
@@ -525,8 +531,9 @@ def select_data(run:str|Path, # Run folder
 
 def _validated(index:pd.DataFrame, data_name:str, source:str) -> ScoredData:
     "Validate `index` (skip policy, any image size) and keep its labelled, clean rows, with or without a subject id."
-    no_subject = index["problem"].str.startswith("no subject")  # scored as cells: every file is still opened and checked
-    report = validate_images(index.assign(problem=index["problem"].where(~no_subject, "")), policy="skip", expected_size=None)
+    no_subject = index["problem"].str.startswith("no subject")  # scored as cells; every file still opened and checked
+    cleared = index.assign(problem=index["problem"].where(~no_subject, ""))
+    report = validate_images(cleared, policy="skip", expected_size=None)
     clean = report.clean
     labelled = clean[clean["label"].isin(CLASSES)].reset_index(drop=True)
     unlabelled = int(clean["label"].eq("").sum())
@@ -558,10 +565,11 @@ def check_evaluation_settings(threshold:float=0.5, # Decision threshold on P(all
         raise ValueError(f"threshold={threshold!r} is not a probability: give a decision threshold on P(all) in [0, 1] "
                          "(0.5 is the paper's argmax; a run's threshold.json holds one chosen on validation cells)")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot={n_boot!r}: give a whole number of bootstrap replicates, at least 1 (1000 gives stable 95% intervals)")
+        raise ValueError(f"n_boot={n_boot!r}: give a whole number of bootstrap replicates, at least 1 "
+                         "(1000 gives stable 95% intervals)")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.number)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence={confidence!r}: give the interval coverage as a fraction strictly between 0 and 1, "
-                         "e.g. 0.95 for 95% intervals")
+        raise ValueError(f"confidence={confidence!r}: give the interval coverage as a fraction strictly between "
+                         "0 and 1, e.g. 0.95 for 95% intervals")
 
 # %% ../nbs/04_evaluate.ipynb #72257a0f
 def _json_ready(value):
@@ -589,11 +597,11 @@ def _save(fig, path:Path):
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
-_OWN_UNIT = "\0cell-" # Bootstrap group of a cell without a subject id: this prefix and its row (no file name holds a NUL)
+_OWN_UNIT = "\0cell-" # Bootstrap group of a cell without a subject id: this prefix and its row (no name holds a NUL)
 
 def bootstrap_groups(subjects:pd.Series, # Subject id per cell, "" where unknown
                     ) -> pd.Series|None:
-    "Bootstrap groups: the subject, or the cell itself where it has no subject id; None when no cell has one (resample cells)."
+    "Bootstrap groups: the subject, or the cell itself where it has no subject id; None when no cell has one."
     subjects = subjects.fillna("").astype(str).reset_index(drop=True)
     unknown = subjects.eq("")
     if unknown.all(): return None
@@ -610,7 +618,7 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
                          n_boot:int=1000, # Bootstrap replicates. Defaults to 1000.
                          confidence:float=0.95, # Interval coverage. Defaults to 0.95.
                          seed:int=PAPER.seed, # Bootstrap seed. Defaults to 42.
-                         figures:bool=True, # Write the confusion matrix, ROC, examples, per-patient and reliability figures
+                         figures:bool=True, # Write the confusion matrix, ROC, examples, per-patient and reliability
                          extra:dict|None=None, # More entries for metrics.json
                         ) -> dict:
     "Write predictions.csv, metrics.json, classification_report.txt and the figures to `folder`; return the metrics."
@@ -648,7 +656,8 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
         _save(plot_roc(frame["label"], frame["probability"], title("ROC", 60), threshold), folder/"roc.png")
         _save(plot_examples(frame, title("Correct and wrong predictions", 150), seed=seed), folder/"examples.png")
         _save(plot_subjects(frame, title("Mean P(all) per patient", 110), threshold, seed), folder/"subjects.png")
-        _save(plot_reliability(frame["label"], frame["probability"], title("Reliability of P(all)", 60)), folder/"reliability.png")
+        _save(plot_reliability(frame["label"], frame["probability"], title("Reliability of P(all)", 60)),
+              folder/"reliability.png")
     _write_json(folder/"metrics.json", metrics)
     return metrics
 
@@ -701,16 +710,20 @@ class Evaluation:
         ci = m["intervals"]["accuracy"]
         own = " and cells without a subject id" if m["bootstrap"].get("cells_as_own_unit") else ""
         lines = [f"{m['model']} on {m['data_description']}",
-                 f"  accuracy {m['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] ({m['bootstrap']['confidence']:.0%} bootstrap over {m['bootstrap']['unit']}s{own}), "
+                 f"  accuracy {m['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] "
+                 f"({m['bootstrap']['confidence']:.0%} bootstrap over {m['bootstrap']['unit']}s{own}), "
                  f"recall {m['recall']:.4f}, F1 {m['f1']:.4f}, weighted F1 {m['weighted_f1']:.4f}, AUC {m['roc_auc']:.4f}",
                  f"  {m['n_images']} images of {m['n_subjects']} subjects; written to {self.folder}"]
         if m.get("n_cells_without_subject"): lines.insert(-1,
-            f"  {m['n_cells_without_subject']} of the images have no subject id: scored as cells (each its own bootstrap unit), "
+            f"  {m['n_cells_without_subject']} of the images have no subject id: scored as cells "
+            "(each its own bootstrap unit), "
             "left out of the patient-level metrics")
         if m.get("n_subjects_scored"): lines.insert(-1,
-            f"  patients: {m['subject_accuracy']:.4f} called right ({m['n_subjects_scored']} patients, {m['subject_rule']}), "
+            f"  patients: {m['subject_accuracy']:.4f} called right "
+            f"({m['n_subjects_scored']} patients, {m['subject_rule']}), "
             f"balanced {_number(m['subject_balanced_accuracy']):.4f}")
-        if m.get("ece") is not None: lines.insert(-1, f"  calibration: ECE {m['ece']:.4f} ({m['ece_bins']} bins), NLL {_number(m['nll']):.4f}")
+        if m.get("ece") is not None:
+            lines.insert(-1, f"  calibration: ECE {m['ece']:.4f} ({m['ece_bins']} bins), NLL {_number(m['nll']):.4f}")
         if len(self.problems): lines.append(f"  {len(self.problems)} files left out: " + ", ".join(
             f"{Path(p).name} ({r})" for p, r in self.problems[["path", "reason"]].head(5).itertuples(index=False)))
         if m.get("overlap", {}).get("shared_subjects"): lines.append(

@@ -108,7 +108,7 @@ def load_predictor(run_or_file:str|Path, # A run folder, or a `.keras` file
                    model_name:str|None=None, # Registry model name, needed for a `.keras` file outside a run folder
                    image_size:int|None=None, # Input size, needed only when neither config.json nor the model fixes it
                    threshold:float|None=None, # Decision threshold. Defaults to the run's threshold.json, else 0.5.
-                   temperature:float|None=None, # Temperature for P(all); 1 for none. Defaults to the run's threshold.json, else 1.
+                   temperature:float|None=None, # Temperature of P(all), 1: none. Defaults to threshold.json's, else 1.
                   ) -> Predictor:
     "Load a trained model safely together with its input settings and decision threshold."
     run_or_file = Path(run_or_file).expanduser()
@@ -202,7 +202,7 @@ def predict_probabilities(predictor:Predictor, # From `load_predictor`
                           tta:bool=False, # Average over the 8 flips and rotations
                           batch_size:int=PAPER.batch_size, # Model inputs per step. Defaults to 40.
                          ) -> np.ndarray:
-    "Probability of `all` for each row of `frame`, preprocessed exactly as in evaluation, recalibrated by the predictor's temperature."
+    "P(all) for each row of `frame`, preprocessed exactly as in evaluation, scaled by the predictor's temperature."
     from bloodcancer.evaluate import apply_temperature
     if frame.empty: return np.zeros(0)
     files_per_step = max(1, batch_size // N_VIEWS) if tta else batch_size
@@ -211,7 +211,7 @@ def predict_probabilities(predictor:Predictor, # From `load_predictor`
     if tta: data = data.map(_with_views)
     outputs = predictor.model.predict(data, verbose=0)
     if tta: outputs = outputs.reshape(len(frame), N_VIEWS, -1).mean(axis=1)
-    return apply_temperature(positive_probability(outputs), predictor.temperature)  # after the TTA mean, as it was fitted
+    return apply_temperature(positive_probability(outputs), predictor.temperature)  # after the TTA mean, as fitted
 
 # %% ../nbs/06_predict.ipynb #b06b863f
 def soft_vote(probabilities:list, # One array of probabilities of `all` per member, all of the same length
@@ -329,8 +329,9 @@ def calibrate_threshold(run:str|Path, # A run folder with model.keras, config.js
                         batch_size:int=PAPER.batch_size, # Model inputs per step. Defaults to 40.
                         temperature:bool=True, # Also fit a temperature for P(all) on the validation cells
                        ) -> dict:
-    "Fit the run's temperature and choose its decision threshold on its validation cells; store both as `threshold.json`."
-    from bloodcancer.evaluate import ECE_BINS, apply_temperature, expected_calibration_error, fit_temperature, negative_log_likelihood
+    "Fit the run's temperature and choose its decision threshold on its validation cells; store both (threshold.json)."
+    from bloodcancer.evaluate import (ECE_BINS, apply_temperature, expected_calibration_error, fit_temperature,
+                                      negative_log_likelihood)
     run = Path(run).expanduser()
     if not (run/"split.csv").is_file(): raise FileNotFoundError(f"{run} has no split.csv: pass a run folder written by training")
     split = load_split(run)
@@ -340,7 +341,8 @@ def calibrate_threshold(run:str|Path, # A run folder with model.keras, config.js
     if missing: raise FileNotFoundError(f"{len(missing)} validation cells of {run/'split.csv'} are gone (first: {missing[0]}); the data moved since training")
     labels = labels_of(validation)
     if len(set(labels.tolist())) < 2:
-        raise ValueError(f"The validation cells of {run/'split.csv'} are all of one class ({validation['label'].iloc[0]}): a threshold "
+        raise ValueError(f"The validation cells of {run/'split.csv'} are all of one class "
+                         f"({validation['label'].iloc[0]}): a threshold "
                          "and a temperature need cells of both classes; train with a validation part that holds both")
     predictor = load_predictor(run, threshold=DEFAULT_THRESHOLD, temperature=1.0)  # the model's own probabilities
     raw = predict_probabilities(predictor, validation, tta, batch_size)
@@ -348,8 +350,10 @@ def calibrate_threshold(run:str|Path, # A run folder with model.keras, config.js
     calibrated = apply_temperature(raw, fitted)
     chosen = choose_threshold(labels, calibrated, method, target_sensitivity)
     calibration = dict(temperature=fitted, temperature_fitted=bool(temperature), ece_bins=ECE_BINS,
-                       ece_before=expected_calibration_error(labels, raw), ece_after=expected_calibration_error(labels, calibrated),
-                       nll_before=negative_log_likelihood(labels, raw), nll_after=negative_log_likelihood(labels, calibrated))
+                       ece_before=expected_calibration_error(labels, raw),
+                       ece_after=expected_calibration_error(labels, calibrated),
+                       nll_before=negative_log_likelihood(labels, raw),
+                       nll_after=negative_log_likelihood(labels, calibrated))
     record = dict(chosen, **calibration, tta=tta, data="validation cells of split.csv", dataset=predictor.trained_on,
                   protocol=str(split["protocol"].iloc[0]) if "protocol" in split else "unknown",
                   created=datetime.datetime.now().isoformat(timespec="seconds"))
