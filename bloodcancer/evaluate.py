@@ -21,11 +21,14 @@ from .core import PAPER, package_versions
 from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
 
 # %% auto #0
-__all__ = ['METRICS', 'POSITIVE', 'SPLIT_LABELS', 'DISPLAY_ORDER', 'metrics_from_counts', 'compute_metrics', 'resample_weights',
-           'bootstrap_intervals', 'mcnemar', 'per_subject_accuracy', 'describe_data', 'confusion_array',
-           'draw_confusion', 'plot_confusion', 'plot_roc', 'plot_examples', 'RunFolderError', 'read_config',
-           'data_slug', 'ScoredData', 'select_data', 'training_overlap', 'classification_text', 'evaluate_predictions',
-           'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run']
+__all__ = ['METRICS', 'POSITIVE', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
+           'DISPLAY_ORDER', 'metrics_from_counts', 'compute_metrics', 'resample_weights', 'bootstrap_intervals',
+           'mcnemar', 'per_subject_accuracy', 'subject_calls', 'subject_metrics', 'plot_subjects', 'reliability_table',
+           'expected_calibration_error', 'negative_log_likelihood', 'fit_temperature', 'apply_temperature',
+           'plot_reliability', 'describe_data', 'confusion_array', 'draw_confusion', 'plot_confusion', 'plot_roc',
+           'plot_examples', 'RunFolderError', 'read_config', 'data_slug', 'ScoredData', 'select_data',
+           'training_overlap', 'check_evaluation_settings', 'classification_text', 'bootstrap_groups',
+           'evaluate_predictions', 'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run']
 
 # %% ../nbs/04_evaluate.ipynb #c75359da
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "f1_hem", "macro_f1", "weighted_f1",
@@ -175,6 +178,182 @@ def per_subject_accuracy(predictions:pd.DataFrame, # `subject`, `label`, `predic
     table = pd.DataFrame({"label": grouped["label"].agg(lambda s: "/".join(sorted(set(s)))), "n_images": grouped.size(),
                           "accuracy": grouped["correct"].mean(), "mean_probability": grouped["probability"].mean()})
     return table.reset_index().sort_values(["accuracy", "subject"]).reset_index(drop=True)
+
+# %% ../nbs/04_evaluate.ipynb #46c903b6
+SUBJECT_RULE = "mean P(all) of the patient's cells >= threshold" # How `subject_calls` calls a patient
+_SUBJECT_COLUMNS = ["subject", "label", "pure", "n_images", "mean_probability", "probability_q10", "probability_q90",
+                    "share_called_all", "call", "correct"]
+
+def subject_calls(predictions:pd.DataFrame, # `subject`, `label` and `probability` (of `all`) per cell
+                  threshold:float=0.5, # The cells' threshold; a patient is called `all` when its mean P(all) reaches it
+                 ) -> pd.DataFrame:
+    "One row per patient (cells without a subject id are left out): true class, cells, mean and spread of P(all), call."
+    subjects = predictions["subject"].fillna("").astype(str)
+    known = predictions.assign(subject=subjects)[subjects.ne("")]
+    if known.empty: return pd.DataFrame(columns=_SUBJECT_COLUMNS)
+    grouped = known.groupby("subject", sort=True)
+    probability = grouped["probability"]
+    table = pd.DataFrame({"label": grouped["label"].agg(lambda s: s.value_counts().index[0]),  # the class of most cells
+                          "pure": grouped["label"].nunique().eq(1), "n_images": grouped.size(),
+                          "mean_probability": probability.mean(), "probability_q10": probability.quantile(0.1),
+                          "probability_q90": probability.quantile(0.9),
+                          "share_called_all": probability.agg(lambda p: float((p >= threshold).mean()))})
+    table["call"] = np.where(table["mean_probability"] >= threshold, POSITIVE, "hem")
+    table["correct"] = table["pure"] & table["label"].eq(table["call"])
+    table = table.reset_index().sort_values(["label", "mean_probability", "subject"])
+    return table.reset_index(drop=True)[_SUBJECT_COLUMNS]
+
+def subject_metrics(calls:pd.DataFrame, # From `subject_calls`
+                   ) -> dict:
+    "`subject_accuracy`, `subject_balanced_accuracy`, `n_subjects_scored` (patients of one class only) and the rule."
+    scored = calls[calls["pure"].astype(bool)]
+    truth, called = scored["label"].eq(POSITIVE), scored["call"].eq(POSITIVE)
+    counts = [int(v.sum()) for v in (truth & called, ~truth & called, ~truth & ~called, truth & ~called)]
+    values = metrics_from_counts(*counts)
+    return dict(subject_accuracy=float(values["accuracy"]),
+                subject_balanced_accuracy=float(values["balanced_accuracy"]),
+                n_subjects_scored=int(len(scored)), n_subjects_all=int(truth.sum()), n_subjects_hem=int((~truth).sum()),
+                subject_rule=SUBJECT_RULE)
+
+# %% ../nbs/04_evaluate.ipynb #585629c8
+CLASS_COLOURS = {"all": "crimson", "hem": "steelblue"} # Class colours of the per-patient and calibration figures
+
+def plot_subjects(predictions:pd.DataFrame, # `subject`, `label`, `probability` per cell
+                  title:str, # Figure title: the model and where the data came from
+                  threshold:float=0.5, # Decision threshold, drawn as a line
+                  seed:int=0, # Horizontal jitter of the cell dots
+                 ):
+    "Each patient's cells, spread and mean P(all), coloured by true class, with the threshold; returns the figure."
+    import matplotlib.pyplot as plt
+    calls = subject_calls(predictions, threshold)
+    fig, ax = plt.subplots(figsize=(min(18, 3 + 0.32 * max(len(calls), 8)), 4.8))
+    if calls.empty: ax.text(0.5, 0.5, "no cell has a subject id: no patient-level calls", ha="center", va="center")
+    frame = predictions.assign(subject=predictions["subject"].fillna("").astype(str))
+    rng = np.random.default_rng(seed)
+    for x, row in enumerate(calls.itertuples()):
+        colour = CLASS_COLOURS.get(row.label, "grey")
+        cells = frame.loc[frame["subject"].eq(row.subject), "probability"].to_numpy()
+        ax.scatter(x + rng.uniform(-0.25, 0.25, len(cells)), cells, s=6, color=colour, alpha=0.3, linewidths=0)
+        ax.plot([x, x], [row.probability_q10, row.probability_q90], color=colour, lw=2.5, alpha=0.8)
+        ax.scatter([x], [row.mean_probability], s=70, zorder=3, edgecolors=colour, linewidths=2,
+                   facecolors=colour if row.correct else "white")
+    ax.axhline(threshold, color="black", ls="--", lw=1)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"true {k}") for k, c in CLASS_COLOURS.items()]
+    handles += [plt.Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="black",
+                           label="mean: wrong call"),
+                plt.Line2D([], [], ls="--", color="black", label=f"threshold {threshold:g}")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.set_xticks(range(len(calls)), calls["subject"], rotation=90, fontsize=7)
+    right = int(calls["correct"].sum())
+    ax.set(xlim=(-0.7, max(len(calls), 1) - 0.3), ylim=(-0.03, 1.03), ylabel="P(all) of the cells",
+           xlabel=f"patient ({right} of {len(calls)} called right: {SUBJECT_RULE})", title=title)
+    ax.title.set_fontsize(9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/04_evaluate.ipynb #91b746ed
+ECE_BINS = 15 # Equal-width bins of P(all) on [0, 1] for the expected calibration error and the reliability diagram
+
+def reliability_table(y_true, # True classes: `hem`/`all` or 0/1
+                      prob, # P(all) per cell
+                      n_bins:int=ECE_BINS, # Equal-width bins on [0, 1]
+                     ) -> pd.DataFrame:
+    "Per bin of P(all): its edges, cells, mean P(all) and share of `all` cells (NaN in empty bins)."
+    y, prob = _as_arrays(y_true, prob)
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
+    n_bins = int(n_bins)
+    bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # [k/n, (k+1)/n); 1.0 goes to the last bin
+    count = np.bincount(bins, minlength=n_bins)
+    edges = np.arange(n_bins + 1) / n_bins
+    return pd.DataFrame({"low": edges[:-1], "high": edges[1:], "n_images": count,
+                         "mean_probability": _divide(np.bincount(bins, prob, n_bins), count),
+                         "share_all": _divide(np.bincount(bins, y.astype(float), n_bins), count)})
+
+def expected_calibration_error(y_true, # True classes: `hem`/`all` or 0/1
+                               prob, # P(all) per cell
+                               n_bins:int=ECE_BINS, # Equal-width bins on [0, 1]
+                              ) -> float:
+    "Mean over cells of |share of `all` - mean P(all)| in the cell's bin; 0 is perfectly calibrated."
+    table = reliability_table(y_true, prob, n_bins)
+    filled = table["n_images"] > 0
+    if not filled.any(): return float("nan")
+    gaps = (table["share_all"] - table["mean_probability"]).abs()[filled]
+    return float((gaps * table["n_images"][filled]).sum() / table["n_images"].sum())
+
+# %% ../nbs/04_evaluate.ipynb #678656fe
+TEMPERATURE_BOUNDS = (0.05, 20.0) # Range in which `fit_temperature` searches T
+_CLIP = 1e-7 # P(all) is clipped to [_CLIP, 1 - _CLIP] before taking its logit
+
+def _logit(prob:np.ndarray) -> np.ndarray:
+    prob = np.clip(np.asarray(prob, np.float64), _CLIP, 1 - _CLIP)
+    return np.log(prob) - np.log1p(-prob)
+
+def negative_log_likelihood(y_true, # True classes: `hem`/`all` or 0/1
+                            prob, # P(all) per cell
+                           ) -> float:
+    "Mean negative log-likelihood (natural log) of the labels under P(all), clipped as temperature scaling clips."
+    y, prob = _as_arrays(y_true, prob)
+    logit = _logit(prob)
+    return float(np.mean(np.logaddexp(0, logit) - y * logit))
+
+def fit_temperature(y_true, # True classes of validation cells: `hem`/`all` or 0/1, both classes present
+                    prob, # P(all) of the same cells, from the model to calibrate
+                    bounds:tuple=TEMPERATURE_BOUNDS, # (lowest, highest) T searched
+                   ) -> float:
+    "The temperature T minimising the NLL of `y_true` under sigmoid(logit(P(all)) / T)."
+    from scipy.optimize import minimize_scalar
+    y, prob = _as_arrays(y_true, prob)
+    if len(set(y.tolist())) < 2:
+        found = f"all of class {CLASSES[y[0]]}" if len(y) else "none"
+        raise ValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, {found}): "
+                         "fit it on a validation set that holds `all` and `hem` cells")
+    low, high = bounds
+    if not 0 < low < high < np.inf: raise ValueError(f"bounds={bounds!r}: give 0 < lowest < highest temperature")
+    logit = _logit(prob)
+    if not logit.any(): return 1.0  # every P(all) is 0.5: no temperature changes anything
+    def nll(log_t):
+        scaled = logit / np.exp(log_t)
+        return np.mean(np.logaddexp(0, scaled) - y * scaled)
+    found = minimize_scalar(nll, bounds=(np.log(low), np.log(high)), method="bounded", options=dict(xatol=1e-7))
+    return float(np.exp(found.x))
+
+def apply_temperature(prob, # P(all) per cell (any shape)
+                      temperature:float, # T from `fit_temperature`; 1 changes nothing
+                     ) -> np.ndarray:
+    "P(all) recalibrated: sigmoid(logit(P(all)) / T)."
+    from scipy.special import expit
+    prob = np.asarray(prob, np.float64)
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature={temperature!r}: a temperature is a positive number "
+                         "(1 leaves probabilities as they are)")
+    if ((prob < 0) | (prob > 1)).any(): raise ValueError("prob must be probabilities of `all` in [0, 1]")
+    if temperature == 1: return prob.copy()
+    return expit(_logit(prob) / temperature)
+
+# %% ../nbs/04_evaluate.ipynb #c8a1c8ed
+def plot_reliability(y_true, # True classes
+                     prob, # P(all)
+                     title:str, # Title: the model and where the data came from
+                     n_bins:int=ECE_BINS, # Equal-width bins
+                    ):
+    "Reliability diagram of P(all) (share of `all` cells against mean P(all) per bin) over a histogram of the cells."
+    import matplotlib.pyplot as plt
+    table = reliability_table(y_true, prob, n_bins)
+    ece = expected_calibration_error(y_true, prob, n_bins)
+    fig, (ax, below) = plt.subplots(2, 1, figsize=(5.2, 6), sharex=True, gridspec_kw=dict(height_ratios=(3, 1)))
+    centres, width = (table["low"] + table["high"]) / 2, 1 / len(table)
+    ax.bar(centres, table["share_all"].fillna(0), width=width * 0.9, color=CLASS_COLOURS["all"], alpha=0.7,
+           label=f"share of all cells (ECE = {ece:.3f}, {len(table)} bins)")
+    ax.plot(table["mean_probability"], table["share_all"], "o", color="black", ms=4, label="bin: mean P(all)")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="Share of all cells", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(loc="upper left", fontsize=8)
+    below.bar(centres, table["n_images"], width=width * 0.9, color="grey")
+    below.set(xlabel="Predicted P(all)", ylabel="Cells")
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/04_evaluate.ipynb #98e01907
 SPLIT_LABELS = {"paper": "paper split (random 70/30 by image: patients on both sides)",
@@ -351,8 +530,10 @@ def select_data(run:str|Path, # Run folder
     return _validated(index_dataset(folder), data_slug(folder), str(folder))
 
 def _validated(index:pd.DataFrame, data_name:str, source:str) -> ScoredData:
-    "Validate `index` (skip policy, any image size) and keep its labelled, clean rows."
-    report = validate_images(index, policy="skip", expected_size=None)
+    "Validate `index` (skip policy, any image size) and keep its labelled, clean rows, with or without a subject id."
+    no_subject = index["problem"].str.startswith("no subject")  # scored as cells; every file still opened and checked
+    cleared = index.assign(problem=index["problem"].where(~no_subject, ""))
+    report = validate_images(cleared, policy="skip", expected_size=None)
     clean = report.clean
     labelled = clean[clean["label"].isin(CLASSES)].reset_index(drop=True)
     unlabelled = int(clean["label"].eq("").sum())
@@ -375,6 +556,22 @@ def training_overlap(scored:pd.DataFrame, # Rows being scored (`path`, `subject`
             "images_seen_in_training": len(resolved(scored["path"]) & resolved(fit["path"]))}
 
 # %% ../nbs/04_evaluate.ipynb #539f1943
+def check_evaluation_settings(threshold:float=0.5, # Decision threshold on P(all): in [0, 1]
+                              n_boot:int=1000, # Bootstrap replicates: at least 1
+                              confidence:float=0.95, # Interval coverage: strictly between 0 and 1
+                             ):
+    "Raise a `ValueError` naming the value and the fix when an evaluation setting is out of range."
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold={threshold!r} is not a probability: give a decision threshold on P(all) in [0, 1] "
+                         "(0.5 is the paper's argmax; a run's threshold.json holds one chosen on validation cells)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r}: give a whole number of bootstrap replicates, at least 1 "
+                         "(1000 gives stable 95% intervals)")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.number)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence!r}: give the interval coverage as a fraction strictly between "
+                         "0 and 1, e.g. 0.95 for 95% intervals")
+
+# %% ../nbs/04_evaluate.ipynb #72257a0f
 def _json_ready(value):
     "NaN to null, NumPy scalars to Python, recursively."
     if isinstance(value, dict): return {str(k): _json_ready(v) for k, v in value.items()}
@@ -400,6 +597,16 @@ def _save(fig, path:Path):
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
+_OWN_UNIT = "\0cell-" # Bootstrap group of a cell without a subject id: this prefix and its row (no name holds a NUL)
+
+def bootstrap_groups(subjects:pd.Series, # Subject id per cell, "" where unknown
+                    ) -> pd.Series|None:
+    "Bootstrap groups: the subject, or the cell itself where it has no subject id; None when no cell has one."
+    subjects = subjects.fillna("").astype(str).reset_index(drop=True)
+    unknown = subjects.eq("")
+    if unknown.all(): return None
+    return subjects.where(~unknown, _OWN_UNIT + subjects.index.astype(str))
+
 def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` and `probability` (of `all`) per image
                          folder:str|Path, # Where the evaluation is written (created)
                          model:str="", # Model name, for titles
@@ -411,10 +618,11 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
                          n_boot:int=1000, # Bootstrap replicates. Defaults to 1000.
                          confidence:float=0.95, # Interval coverage. Defaults to 0.95.
                          seed:int=PAPER.seed, # Bootstrap seed. Defaults to 42.
-                         figures:bool=True, # Write the confusion matrix, ROC and examples figures
+                         figures:bool=True, # Write the confusion matrix, ROC, examples, per-patient and reliability
                          extra:dict|None=None, # More entries for metrics.json
                         ) -> dict:
     "Write predictions.csv, metrics.json, classification_report.txt and the figures to `folder`; return the metrics."
+    check_evaluation_settings(threshold, n_boot, confidence)
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     frame = predictions.reset_index(drop=True)
     frame = frame.assign(subject=frame["subject"].fillna("").astype(str), prediction=np.where(frame["probability"] >= threshold, POSITIVE, "hem"))
@@ -422,8 +630,15 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
     source = describe_data(dataset, split, data_name)
     subjects = frame["subject"]
     point = compute_metrics(frame["label"], frame["probability"], threshold)
-    intervals = bootstrap_intervals(frame["label"], frame["probability"], subjects, threshold, n_boot, confidence, seed)
-    metrics = {**point, "n_subjects": int(subjects[subjects.ne("")].nunique()),
+    groups = bootstrap_groups(subjects)
+    intervals = bootstrap_intervals(frame["label"], frame["probability"], groups, threshold, n_boot, confidence, seed)
+    n_without = int(subjects.eq("").sum())
+    intervals["cells_as_own_unit"] = n_without if groups is not None else 0
+    calls = subject_calls(frame, threshold)
+    calibration = dict(ece=expected_calibration_error(frame["label"], frame["probability"]), ece_bins=ECE_BINS,
+                       nll=negative_log_likelihood(frame["label"], frame["probability"]))
+    metrics = {**point, "n_subjects": int(subjects[subjects.ne("")].nunique()), "n_cells_without_subject": n_without,
+               **subject_metrics(calls), **calibration,
                "n_all": int(frame["label"].eq("all").sum()), "n_hem": int(frame["label"].eq("hem").sum()),
                "f1_per_class": {"hem": point["f1_hem"], "all": point["f1"]},
                "confusion_matrix": {"order": list(DISPLAY_ORDER), "rows": "true", "columns": "predicted",
@@ -431,7 +646,7 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
                "positive_class": POSITIVE, "dataset": dataset, "split": split, "data_name": data_name,
                "data_description": source, "model": model, "run": str(run),
                "bootstrap": {k: v for k, v in intervals.items() if k != "intervals"}, "intervals": intervals["intervals"],
-               "per_subject": per_subject_accuracy(frame).to_dict("records"),
+               "per_subject": per_subject_accuracy(frame).to_dict("records"), "subject_calls": calls.to_dict("records"),
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
     frame[["path", "subject", "label", "probability", "prediction", "correct"]].to_csv(folder/"predictions.csv", index=False)
     (folder/"classification_report.txt").write_text(classification_text(frame, f"{model}: {source}") + f"\nthreshold on P(all): {threshold:g}\n")
@@ -440,6 +655,9 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
         _save(plot_confusion(point, title("Confusion matrix", 110)), folder/"confusion_matrix.png")
         _save(plot_roc(frame["label"], frame["probability"], title("ROC", 60), threshold), folder/"roc.png")
         _save(plot_examples(frame, title("Correct and wrong predictions", 150), seed=seed), folder/"examples.png")
+        _save(plot_subjects(frame, title("Mean P(all) per patient", 110), threshold, seed), folder/"subjects.png")
+        _save(plot_reliability(frame["label"], frame["probability"], title("Reliability of P(all)", 60)),
+              folder/"reliability.png")
     _write_json(folder/"metrics.json", metrics)
     return metrics
 
@@ -490,15 +708,31 @@ class Evaluation:
     def __repr__(self):
         m = self.metrics
         ci = m["intervals"]["accuracy"]
+        own = " and cells without a subject id" if m["bootstrap"].get("cells_as_own_unit") else ""
         lines = [f"{m['model']} on {m['data_description']}",
-                 f"  accuracy {m['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] (95% bootstrap over {m['bootstrap']['unit']}s), "
+                 f"  accuracy {m['accuracy']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] "
+                 f"({m['bootstrap']['confidence']:.0%} bootstrap over {m['bootstrap']['unit']}s{own}), "
                  f"recall {m['recall']:.4f}, F1 {m['f1']:.4f}, weighted F1 {m['weighted_f1']:.4f}, AUC {m['roc_auc']:.4f}",
                  f"  {m['n_images']} images of {m['n_subjects']} subjects; written to {self.folder}"]
+        if m.get("n_cells_without_subject"): lines.insert(-1,
+            f"  {m['n_cells_without_subject']} of the images have no subject id: scored as cells "
+            "(each its own bootstrap unit), "
+            "left out of the patient-level metrics")
+        if m.get("n_subjects_scored"): lines.insert(-1,
+            f"  patients: {m['subject_accuracy']:.4f} called right "
+            f"({m['n_subjects_scored']} patients, {m['subject_rule']}), "
+            f"balanced {_number(m['subject_balanced_accuracy']):.4f}")
+        if m.get("ece") is not None:
+            lines.insert(-1, f"  calibration: ECE {m['ece']:.4f} ({m['ece_bins']} bins), NLL {_number(m['nll']):.4f}")
         if len(self.problems): lines.append(f"  {len(self.problems)} files left out: " + ", ".join(
             f"{Path(p).name} ({r})" for p, r in self.problems[["path", "reason"]].head(5).itertuples(index=False)))
         if m.get("overlap", {}).get("shared_subjects"): lines.append(
             f"  warning: {m['overlap']['shared_subjects']} of these subjects were in the run's training data")
         return "\n".join(lines)
+
+def _number(value) -> float:
+    "A metric as a float; NaN for a value that metrics.json stores as null."
+    return float("nan") if value is None else float(value)
 
 def _eval_folder(run:Path, data_name:str, source:str) -> Path:
     "`run/eval/<data_name>`, with a hash appended when another folder of the same name was evaluated there."
@@ -519,6 +753,7 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
                  model=None, # An already loaded model (the run's model.keras is loaded when None)
                 ) -> Evaluation:
     "Score a run on `data` and write `<run>/eval/<data_name>/` (predictions, metrics.json, report, figures)."
+    check_evaluation_settings(threshold, n_boot, confidence)
     run = Path(run).expanduser().resolve()
     config = read_config(run)
     scored = select_data(run, data, config)

@@ -68,10 +68,13 @@ class Predictor:
     source:str # Run folder or model file it was loaded from
     trained_on:str = "unknown" # `dataset` of the training data (`C-NMC`, `synthetic`, `folder`), from config.json
     input_options:dict = field(default_factory=dict) # Extra make_dataset settings from config.json
+    temperature:float = 1.0 # P(all) is recalibrated as sigmoid(logit / temperature); 1 leaves it as the model gives it
+    temperature_source:str = "none" # Where the temperature came from
 
     def __repr__(self):
+        scaled = f"; temperature {self.temperature:.3g} ({self.temperature_source})" if self.temperature != 1 else ""
         return (f"Predictor({self.model_name} at {self.image_size} px from {self.source}; trained on {self.trained_on} data; "
-                f"threshold {self.threshold:g} ({self.threshold_source}))")
+                f"threshold {self.threshold:g} ({self.threshold_source}){scaled})")
 
 def _find_config(model_file:Path) -> Path|None:
     "config.json of the run a model file belongs to (its folder, or the run above `checkpoints/`)."
@@ -92,11 +95,20 @@ def _stored_threshold(run:Path) -> tuple[float, str]|None:
     stored = json.loads(path.read_text())
     return float(stored["threshold"]), f"{path} ({stored.get('method', '?')} on validation data)"
 
+def _stored_temperature(run:Path) -> tuple[float, str]|None:
+    "The temperature of the run's threshold.json; None when there is none (files written before temperatures: T = 1)."
+    path = run/THRESHOLD_FILE
+    if not path.is_file(): return None
+    stored = json.loads(path.read_text())
+    if stored.get("temperature") is None: return None
+    return float(stored["temperature"]), f"{path} (fitted on validation data)"
+
 # %% ../nbs/06_predict.ipynb #ad145c82
 def load_predictor(run_or_file:str|Path, # A run folder, or a `.keras` file
                    model_name:str|None=None, # Registry model name, needed for a `.keras` file outside a run folder
                    image_size:int|None=None, # Input size, needed only when neither config.json nor the model fixes it
                    threshold:float|None=None, # Decision threshold. Defaults to the run's threshold.json, else 0.5.
+                   temperature:float|None=None, # Temperature of P(all), 1: none. Defaults to threshold.json's, else 1.
                   ) -> Predictor:
     "Load a trained model safely together with its input settings and decision threshold."
     run_or_file = Path(run_or_file).expanduser()
@@ -119,8 +131,15 @@ def load_predictor(run_or_file:str|Path, # A run folder, or a `.keras` file
     threshold, threshold_source = (float(threshold), "given") if threshold is not None else stored or (DEFAULT_THRESHOLD, "default")
     if not 0 <= threshold <= 1: raise ValueError(f"threshold={threshold} is not a probability between 0 and 1")
     options = {k: config[k] for k in _INPUT_OPTIONS if k in config and k in inspect.signature(make_dataset).parameters}
+
+    stored_temperature = _stored_temperature(config_file.parent) if config_file else None
+    temperature, temperature_source = ((float(temperature), "given") if temperature is not None
+                                       else stored_temperature or (1.0, "none"))
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature={temperature} is not a positive number: give 1 for uncalibrated probabilities, "
+                         "or leave it out to use the run's threshold.json")
     return Predictor(model, model_name, image_size, threshold, threshold_source, str(run_or_file),
-                     config.get("dataset", "unknown"), options)
+                     config.get("dataset", "unknown"), options, temperature, temperature_source)
 
 # %% ../nbs/06_predict.ipynb #67b365d6
 UNREADABLE = ("empty file", "not an image", "too large", "truncated or corrupt") # inspect_image reasons: not predicted
@@ -183,7 +202,8 @@ def predict_probabilities(predictor:Predictor, # From `load_predictor`
                           tta:bool=False, # Average over the 8 flips and rotations
                           batch_size:int=PAPER.batch_size, # Model inputs per step. Defaults to 40.
                          ) -> np.ndarray:
-    "Probability of `all` for each row of `frame`, preprocessed exactly as in evaluation."
+    "P(all) for each row of `frame`, preprocessed exactly as in evaluation, scaled by the predictor's temperature."
+    from bloodcancer.evaluate import apply_temperature
     if frame.empty: return np.zeros(0)
     files_per_step = max(1, batch_size // N_VIEWS) if tta else batch_size
     data = make_dataset(frame, predictor.model_name, predictor.image_size, files_per_step, training=False,
@@ -191,7 +211,7 @@ def predict_probabilities(predictor:Predictor, # From `load_predictor`
     if tta: data = data.map(_with_views)
     outputs = predictor.model.predict(data, verbose=0)
     if tta: outputs = outputs.reshape(len(frame), N_VIEWS, -1).mean(axis=1)
-    return positive_probability(outputs)
+    return apply_temperature(positive_probability(outputs), predictor.temperature)  # after the TTA mean, as fitted
 
 # %% ../nbs/06_predict.ipynb #b06b863f
 def soft_vote(probabilities:list, # One array of probabilities of `all` per member, all of the same length
@@ -266,6 +286,7 @@ def predict_images(images, # An image file, a folder, or a list of them
     table.attrs = dict(models=[m.source for m in members], model_names=[m.model_name for m in members],
                        trained_on=[m.trained_on for m in members], weights=None if weights is None else list(map(float, weights)),
                        tta=tta, threshold=float(threshold), threshold_source=threshold_source,
+                       temperatures=[m.temperature for m in members],
                        n_images=len(table), n_predicted=int(table["label"].ne("").sum()),
                        created=datetime.datetime.now().isoformat(timespec="seconds"))
     if out is not None: _write_predictions(table, Path(out))
@@ -310,8 +331,11 @@ def calibrate_threshold(run:str|Path, # A run folder with model.keras, config.js
                         target_sensitivity:float|None=None, # For `sensitivity`: the sensitivity to reach on validation cells
                         tta:bool=False, # Predict the validation cells with test-time augmentation (use the same when predicting)
                         batch_size:int=PAPER.batch_size, # Model inputs per step. Defaults to 40.
+                        temperature:bool=True, # Also fit a temperature for P(all) on the validation cells
                        ) -> dict:
-    "Choose the run's decision threshold on its validation cells and store it as `threshold.json`."
+    "Fit the run's temperature and choose its decision threshold on its validation cells; store both (threshold.json)."
+    from bloodcancer.evaluate import (ECE_BINS, apply_temperature, expected_calibration_error, fit_temperature,
+                                      negative_log_likelihood)
     run = Path(run).expanduser()
     if not (run/"split.csv").is_file(): raise FileNotFoundError(f"{run} has no split.csv: pass a run folder written by training")
     split = load_split(run)
@@ -319,9 +343,22 @@ def calibrate_threshold(run:str|Path, # A run folder with model.keras, config.js
     if validation.empty: raise ValueError(f"{run/'split.csv'} has no validation cells (split == 'val'): train with a validation fraction above 0")
     missing = [p for p in validation["path"] if not Path(p).is_file()]
     if missing: raise FileNotFoundError(f"{len(missing)} validation cells of {run/'split.csv'} are gone (first: {missing[0]}); the data moved since training")
-    predictor = load_predictor(run, threshold=DEFAULT_THRESHOLD)
-    chosen = choose_threshold(labels_of(validation), predict_probabilities(predictor, validation, tta, batch_size), method, target_sensitivity)
-    record = dict(chosen, tta=tta, data="validation cells of split.csv", dataset=predictor.trained_on,
+    labels = labels_of(validation)
+    if len(set(labels.tolist())) < 2:
+        raise ValueError(f"The validation cells of {run/'split.csv'} are all of one class "
+                         f"({validation['label'].iloc[0]}): a threshold "
+                         "and a temperature need cells of both classes; train with a validation part that holds both")
+    predictor = load_predictor(run, threshold=DEFAULT_THRESHOLD, temperature=1.0)  # the model's own probabilities
+    raw = predict_probabilities(predictor, validation, tta, batch_size)
+    fitted = fit_temperature(labels, raw) if temperature else 1.0
+    calibrated = apply_temperature(raw, fitted)
+    chosen = choose_threshold(labels, calibrated, method, target_sensitivity)
+    calibration = dict(temperature=fitted, temperature_fitted=bool(temperature), ece_bins=ECE_BINS,
+                       ece_before=expected_calibration_error(labels, raw),
+                       ece_after=expected_calibration_error(labels, calibrated),
+                       nll_before=negative_log_likelihood(labels, raw),
+                       nll_after=negative_log_likelihood(labels, calibrated))
+    record = dict(chosen, **calibration, tta=tta, data="validation cells of split.csv", dataset=predictor.trained_on,
                   protocol=str(split["protocol"].iloc[0]) if "protocol" in split else "unknown",
                   created=datetime.datetime.now().isoformat(timespec="seconds"))
     (run/THRESHOLD_FILE).write_text(json.dumps(record, indent=2))

@@ -20,9 +20,13 @@ from .data import CLASSES, LABEL_INDEX, DataValidationError, ValidationReport, d
 
 # %% auto #0
 __all__ = ['INPUT_SCALINGS', 'DENOISE_METHODS', 'BACKGROUND_LEVEL', 'INPUT_MODES', 'STAIN_NAMES', 'OD_MAX', 'CONTRAST_RANGE',
-           'SHUFFLE_BUFFER', 'input_scaling', 'scale_for_model', 'load_image', 'resize_image', 'denoise_image',
-           'background_mask', 'stretch_contrast', 'stain_channels', 'to_input_mode', 'preprocess_image',
-           'augment_images', 'labels_of', 'class_weights', 'check_readable', 'make_dataset', 'preprocessing_figure']
+           'AUGMENTATIONS', 'PAPER_AUGMENTATIONS', 'STAIN_SCALE_RANGE', 'STAIN_SHIFT_RANGE', 'BRIGHTNESS_RANGE',
+           'GAMMA_RANGE', 'BLUR_SIGMA_RANGE', 'SCALE_RANGE', 'MIXUP_ALPHA', 'SHUFFLE_BUFFER', 'input_scaling',
+           'scale_for_model', 'load_image', 'resize_image', 'denoise_image', 'background_mask', 'stretch_contrast',
+           'stain_channels', 'to_input_mode', 'preprocess_image', 'augment_images', 'augmentation_names',
+           'shift_stains', 'stain_jitter', 'adjust_brightness_gamma', 'brightness_gamma', 'blur_cells', 'slight_blur',
+           'zoom_cells', 'scale_jitter', 'mixup', 'augment_batch', 'augmentation_figure', 'labels_of', 'class_weights',
+           'check_readable', 'make_dataset', 'preprocessing_figure']
 
 # %% ../nbs/02_preprocess.ipynb #14769048
 INPUT_SCALINGS = ("0-255", "-1..1", "caffe")
@@ -215,6 +219,250 @@ def augment_images(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
     for i in range(n): _augment_one(images[i], matrices[i], factors[i], out[i])
     return out
 
+# %% ../nbs/02_preprocess.ipynb #a075217c
+AUGMENTATIONS = ("paper", "stain", "brightness", "blur", "scale", "mixup") # What `make_dataset(augmentations=)` accepts
+PAPER_AUGMENTATIONS = ("paper",) # The default: the paper's flips, rotation and contrast jitter only
+STAIN_SCALE_RANGE = (0.85, 1.15) # Stain jitter: factor on the optical density of each stain (methyl blue, eosin)
+STAIN_SHIFT_RANGE = (-0.05, 0.05) # Stain jitter: optical density added to each stain in cell pixels
+BRIGHTNESS_RANGE = (0.9, 1.1) # Brightness: factor on the intensity of cell pixels
+GAMMA_RANGE = (0.8, 1.25) # Gamma applied after the brightness factor (drawn log-uniformly)
+BLUR_SIGMA_RANGE = (0.0, 1.0) # Blur: Gaussian sigma in pixels of a 224-pixel image (scaled with the image size)
+SCALE_RANGE = (0.9, 1.1) # Scale jitter: zoom factor around the cell's centre (drawn log-uniformly)
+MIXUP_ALPHA = 0.2 # Mixup: lambda ~ Beta(alpha, alpha); small alpha keeps most images close to one of the two
+
+def augmentation_names(augmentations, # Names from `AUGMENTATIONS`: a sequence, or one string of comma-separated names
+                      ) -> tuple:
+    "The names checked against `AUGMENTATIONS`, each once, in the order they run."
+    names = [n.strip() for n in augmentations.split(",")] if isinstance(augmentations, str) else list(augmentations)
+    names = [n for n in names if n != ""]
+    unknown = [n for n in names if n not in AUGMENTATIONS]
+    if unknown: raise ValueError(f"augmentations {unknown} are unknown: choose from {', '.join(AUGMENTATIONS)}")
+    return tuple(n for n in AUGMENTATIONS if n in names)
+
+def _augmentation_rng(seed, name:str) -> np.random.Generator:
+    "The random stream of augmentation `name` for `seed` (`paper` gets the stream `augment_images` draws from `seed`)."
+    entropy = np.atleast_1d(np.asarray(seed, np.int64)).view(np.uint64)
+    return np.random.default_rng(np.append(entropy, np.uint64(AUGMENTATIONS.index(name) + 1)))
+
+def _as_batch(images) -> np.ndarray:
+    images = np.ascontiguousarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"Expected a batch of RGB uint8 images (B, H, W, 3), got {images.dtype} {images.shape}")
+    return images
+
+def _log_uniform(rng:np.random.Generator, bounds:tuple, n:int) -> np.ndarray:
+    return np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]), n))
+
+# %% ../nbs/02_preprocess.ipynb #fe448b7a
+# Optical density of each 8-bit value, as `stain_channels` reads it
+_OD_OF_VALUE = (-np.log10((np.arange(256) + 1) / 256)).astype(np.float32).reshape(1, 256)
+
+def shift_stains(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+                 scales, # (B, 2): factor on the methyl blue and the eosin density of each image
+                 shifts, # (B, 2): optical density added to methyl blue and eosin in each image's cell pixels
+                ) -> np.ndarray:
+    "Scale and shift each image's methyl blue and eosin optical densities; background unchanged; uint8, same shape."
+    images = _as_batch(images)
+    from skimage.color import bex_from_rgb, rgb_from_bex
+    scales, shifts = np.asarray(scales, np.float64).reshape(-1, 2), np.asarray(shifts, np.float64).reshape(-1, 2)
+    out = images.copy()
+    for i, image in enumerate(images):
+        if np.allclose(scales[i], 1) and not shifts[i].any(): continue
+        background = background_mask(image)
+        if background.all(): continue
+        x, y, w, h = cv2.boundingRect((~background).view(np.uint8))  # only the cell's box: the rest is background
+        box = image[y:y + h, x:x + w]
+        od = cv2.LUT(box, _OD_OF_VALUE)
+        linear = bex_from_rgb @ np.diag([*scales[i], 1.0]) @ rgb_from_bex
+        offset = np.array([*shifts[i], 0.0]) @ rgb_from_bex
+        od = cv2.transform(od, np.hstack([linear.T, offset[:, None]]).astype(np.float32))
+        rgb = np.clip(cv2.exp(od * np.float32(-np.log(10))) * 256 - 1 + 0.5, 0, 255).astype(np.uint8)
+        cell = ~background[y:y + h, x:x + w]
+        out[i, y:y + h, x:x + w][cell] = rgb[cell]
+    return out
+
+def stain_jitter(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+                 seed, # An int or a sequence of ints: the same seed gives the same output
+                 scale_range:tuple=STAIN_SCALE_RANGE, # Range of the factor on each stain's density
+                 shift_range:tuple=STAIN_SHIFT_RANGE, # Range of the density added to each stain
+                ) -> np.ndarray:
+    "`shift_stains` with a random factor and shift per image and stain."
+    images = _as_batch(images)
+    rng = _augmentation_rng(seed, "stain")
+    scales, shifts = rng.uniform(*scale_range, (len(images), 2)), rng.uniform(*shift_range, (len(images), 2))
+    return shift_stains(images, scales, shifts)
+
+# %% ../nbs/02_preprocess.ipynb #477c859b
+def adjust_brightness_gamma(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+                            brightness, # (B,): factor on the intensity of each image's cell pixels
+                            gamma, # (B,): exponent applied afterwards, on the 0-1 scale
+                           ) -> np.ndarray:
+    "Cell pixels v -> 255 * min(brightness * v / 255, 1) ** gamma, per image; background unchanged; uint8."
+    images = _as_batch(images)
+    out = images.copy()
+    levels = np.arange(256) / 255
+    for i, image in enumerate(images):
+        table = np.clip(255 * np.minimum(brightness[i] * levels, 1) ** gamma[i] + 0.5, 0, 255).astype(np.uint8)
+        adjusted = cv2.LUT(image, table)
+        cv2.copyTo(image, background_mask(image).view(np.uint8), adjusted)
+        out[i] = adjusted
+    return out
+
+def brightness_gamma(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+                     seed, # An int or a sequence of ints: the same seed gives the same output
+                     brightness_range:tuple=BRIGHTNESS_RANGE, # Range of the intensity factor
+                     gamma_range:tuple=GAMMA_RANGE, # Range of the gamma (drawn log-uniformly)
+                    ) -> np.ndarray:
+    "`adjust_brightness_gamma` with a random factor and gamma per image."
+    images = _as_batch(images)
+    rng = _augmentation_rng(seed, "brightness")
+    brightness = rng.uniform(*brightness_range, len(images))
+    return adjust_brightness_gamma(images, brightness, _log_uniform(rng, gamma_range, len(images)))
+
+# %% ../nbs/02_preprocess.ipynb #6aa50eb7
+def blur_cells(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+               sigmas, # (B,): Gaussian sigma of each image in pixels (below 0.1: unchanged)
+              ) -> np.ndarray:
+    "Blur each image's cell pixels only (normalised convolution: the black around the cell does not bleed in); uint8."
+    images = _as_batch(images)
+    out = images.copy()
+    for i, image in enumerate(images):
+        if sigmas[i] < 0.1: continue
+        background = background_mask(image)
+        if background.all(): continue
+        margin = int(math.ceil(4 * sigmas[i]))
+        x, y, w, h = cv2.boundingRect((~background).view(np.uint8))
+        x0, y0 = max(x - margin, 0), max(y - margin, 0)
+        x1, y1 = min(x + w + margin, image.shape[1]), min(y + h + margin, image.shape[0])
+        cell = (~background[y0:y1, x0:x1]).astype(np.float32)
+        blurred = cv2.GaussianBlur(image[y0:y1, x0:x1].astype(np.float32) * cell[..., None], (0, 0), sigmas[i])
+        weight = cv2.GaussianBlur(cell, (0, 0), sigmas[i])
+        smooth = np.clip(blurred / np.maximum(weight, 1e-6)[..., None] + 0.5, 0, 255).astype(np.uint8)
+        inside = cell > 0
+        out[i, y0:y1, x0:x1][inside] = smooth[inside]
+    return out
+
+def slight_blur(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+                seed, # An int or a sequence of ints: the same seed gives the same output
+                sigma_range:tuple=BLUR_SIGMA_RANGE, # Range of sigma in pixels at 224 px, scaled to the image size
+               ) -> np.ndarray:
+    "`blur_cells` with a random sigma per image."
+    images = _as_batch(images)
+    rng = _augmentation_rng(seed, "blur")
+    return blur_cells(images, rng.uniform(*sigma_range, len(images)) * images.shape[2] / PAPER.image_size)
+
+# %% ../nbs/02_preprocess.ipynb #f91a2843
+def zoom_cells(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+               factors, # (B,): zoom factor of each image (above 1 enlarges the cell)
+              ) -> np.ndarray:
+    "Zoom each image about its cell's centre of mass (bilinear, black fill); uint8, same shape."
+    images = _as_batch(images)
+    out = np.zeros_like(images)
+    height, width = images.shape[1:3]
+    for i, image in enumerate(images):
+        cell = (~background_mask(image)).view(np.uint8)
+        x, y, w, h = cv2.boundingRect(cell)
+        if w == 0: out[i] = image; continue
+        moments = cv2.moments(cell[y:y + h, x:x + w], binaryImage=True)
+        f = float(factors[i])
+        cx, cy = x + moments["m10"] / moments["m00"], y + moments["m01"] / moments["m00"]
+        # Only the cell's box is warped (as in `augment_images`): where it lands, one pixel wider, clipped to the frame
+        x0, x1 = max(math.floor(f * (x - 1) + (1 - f) * cx), 0), min(math.ceil(f * (x + w) + (1 - f) * cx) + 1, width)
+        y0, y1 = max(math.floor(f * (y - 1) + (1 - f) * cy), 0), min(math.ceil(f * (y + h) + (1 - f) * cy) + 1, height)
+        if x1 <= x0 or y1 <= y0: continue
+        local = np.array([[f, 0, f * x + (1 - f) * cx - x0], [0, f, f * y + (1 - f) * cy - y0]])
+        box = image[y:y + h, x:x + w]
+        out[i, y0:y1, x0:x1] = cv2.warpAffine(box, local, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return out
+
+def scale_jitter(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+                 seed, # An int or a sequence of ints: the same seed gives the same output
+                 scale_range:tuple=SCALE_RANGE, # Range of the zoom factor (drawn log-uniformly)
+                ) -> np.ndarray:
+    "`zoom_cells` with a random factor per image."
+    images = _as_batch(images)
+    return zoom_cells(images, _log_uniform(_augmentation_rng(seed, "scale"), scale_range, len(images)))
+
+# %% ../nbs/02_preprocess.ipynb #e8b8ba66
+def mixup(images:np.ndarray, # Batch of images (B, H, W, C), any number type
+          labels:np.ndarray, # One-hot (or soft) labels (B, classes)
+          seed, # An int or a sequence of ints: the same seed gives the same output
+          alpha:float=MIXUP_ALPHA, # lambda ~ Beta(alpha, alpha), one per image
+         ) -> tuple[np.ndarray, np.ndarray]:
+    "Each image and its label blended with a random partner's by the same weight; float32 images and labels."
+    images, labels = np.asarray(images, np.float32), np.asarray(labels, np.float32)
+    if len(images) != len(labels):
+        raise ValueError(f"mixup needs one label per image: {len(images)} images, {len(labels)} labels")
+    if not alpha > 0: raise ValueError(f"alpha={alpha}: mixup's Beta distribution needs alpha > 0, e.g. {MIXUP_ALPHA}")
+    rng = _augmentation_rng(seed, "mixup")
+    weight = rng.beta(alpha, alpha, len(images)).astype(np.float32)
+    partner = rng.permutation(len(images))
+    mixed_images = weight[:, None, None, None] * images + (1 - weight[:, None, None, None]) * images[partner]
+    mixed_labels = weight[:, None] * labels + (1 - weight[:, None]) * labels[partner]
+    return mixed_images.astype(np.float32), mixed_labels.astype(np.float32)
+
+# %% ../nbs/02_preprocess.ipynb #cf033608
+_AUGMENTERS = {"stain": stain_jitter, "brightness": brightness_gamma, "scale": scale_jitter, "blur": slight_blur}
+
+def augment_batch(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
+                  seed, # An int or a sequence of ints: the same seed gives the same output
+                  augmentations=PAPER_AUGMENTATIONS, # Names from `AUGMENTATIONS` (mixup needs labels: skipped here)
+                 ) -> np.ndarray:
+    "The named image augmentations, in the order of `AUGMENTATIONS`; `(\"paper\",)` is exactly `augment_images`."
+    images = _as_batch(images)
+    for name in augmentation_names(augmentations):
+        if name == "paper": images = augment_images(images, seed)
+        elif name != "mixup": images = _AUGMENTERS[name](images, seed)
+    return images
+
+# %% ../nbs/02_preprocess.ipynb #d3b6e3b0
+def augmentation_figure(paths:list, # Image files, one row each (4 read best)
+                        out:str|Path|None=None, # PNG file or folder. Defaults to `<outputs>/augmentations.png`.
+                        seed:int=PAPER.seed, # Seed of the random draws
+                        dataset:str|None=None, # Name of the data for the title. Defaults to inferring it from the files
+                       ) -> Path:
+    "Save a figure of every augmentation on the cells at `paths` and return its path."
+    import matplotlib.pyplot as plt
+    paths = [Path(p) for p in paths]
+    if not paths: raise ValueError("paths is empty: pass the image files to show")
+    out = Path(out) if out is not None else project_paths().outputs/"augmentations.png"
+    if out.is_dir() or not out.suffix: out = out/"augmentations.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dataset = dataset or dataset_of_files(paths)
+    cells = np.stack([preprocess_image(load_image(p), PAPER.image_size) for p in paths])
+    low, high = STAIN_SCALE_RANGE
+    one = np.ones(len(cells))
+    partner = np.roll(np.arange(len(cells)), -1)  # mixup shown with a fixed weight and the next cell as partner
+    mixed = (0.6 * cells + 0.4 * cells[partner]).astype(np.float32)
+    columns = {"cached (224 px, median)": cells,
+               f"methyl blue OD x{low:g}": shift_stains(cells, np.c_[one * low, one], np.zeros((len(cells), 2))),
+               f"methyl blue OD x{high:g}": shift_stains(cells, np.c_[one * high, one], np.zeros((len(cells), 2))),
+               f"eosin OD x{low:g}": shift_stains(cells, np.c_[one, one * low], np.zeros((len(cells), 2))),
+               f"eosin OD x{high:g}": shift_stains(cells, np.c_[one, one * high], np.zeros((len(cells), 2))),
+               **{name: augment_batch(cells, seed, [name]) for name in AUGMENTATIONS[:-1]},
+               "all but mixup": augment_batch(cells, seed, AUGMENTATIONS[:-1]), "mixup": mixed}
+    size = (1.75 * len(columns), 1.9 * len(paths) + 0.7)
+    fig, axes = plt.subplots(len(paths), len(columns), figsize=size, squeeze=False)
+    for row, (axes_row, path) in enumerate(zip(axes, paths)):
+        cell = cells[row][~background_mask(cells[row])]
+        gain = 230 / max(float(np.percentile(cell, 99)), 1) if cell.size else 1.0  # one gain per row: differences kept
+        for ax, (title, images) in zip(axes_row, columns.items()):
+            ax.imshow(np.clip(images[row].astype(np.float32) * gain, 0, 255).astype(np.uint8))
+            if title == "mixup": title = f"mixup: 0.6 this cell\n+ 0.4 cell {partner[row] + 1}"
+            ax.set_title(title, fontsize=7); ax.set_xticks([]); ax.set_yticks([])
+        axes_row[0].set_ylabel(f"{row + 1}: {path.stem}", fontsize=6)
+    warning = " (not real cells)" if dataset == "synthetic" else ""
+    source = Path(os.path.commonpath([p.resolve() for p in paths]))
+    source = source.parent if source.is_file() else source
+    title = f"Training augmentations on {len(paths)} {dataset} cells{warning} from {source.name}/"
+    fig.suptitle(f"{title}\nseed {seed}; background pixels (all channels <= {BACKGROUND_LEVEL}) stay black; "
+                 "each row brightened for display by one factor", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100, metadata={"Title": title, "Description": f"dataset: {dataset}"})
+    plt.close(fig)
+    return out
+
 # %% ../nbs/02_preprocess.ipynb #bc379a8f
 def labels_of(frame:pd.DataFrame) -> np.ndarray:
     "Class indices (`hem` 0, `all` 1) of the rows of an index or split table."
@@ -340,6 +588,7 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
                  cache:bool|str=True, # True caches prepared images in memory, a path caches to a file there, False not at all
                  labels:bool=True, # Yield (images, labels); False yields images only (prediction)
                  augment:bool|None=None, # Random rotation, flips and contrast jitter. Defaults to None: same as `training`.
+                 augmentations=PAPER_AUGMENTATIONS, # `AUGMENTATIONS` names used to augment. Defaults to the paper's.
                  denoise:str="median", # From `DENOISE_METHODS`. Defaults to `median`.
                  input_mode:str="rgb", # `rgb`, `stain` or `rgb+stain` (C-NMC comes stain-normalised already). Defaults to `rgb`.
                 ):
@@ -354,6 +603,9 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
     if missing: raise ValueError(f"frame has no {' or '.join(sorted(missing))} column: pass an index or split table"
                                  + (" (or labels=False for images without labels)" if "label" in missing else ""))
     augment = training if augment is None else augment
+    augmentations = augmentation_names(augmentations)
+    mix = augment and "mixup" in augmentations
+    if mix and not labels: raise ValueError("augmentations include 'mixup', which mixes labels: it needs labels=True")
     if training: frame = frame.iloc[np.random.default_rng(seed).permutation(len(frame))]
     onehot = tf.one_hot(labels_of(frame), len(CLASSES)) if labels else None
     files = check_readable(frame)
@@ -370,13 +622,19 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
     if cache: data = data.cache("" if cache is True else _cache_file(cache, files, image_size, denoise, input_mode))
     if training: data = data.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
 
-    augment = _batch_function(augment_images) if augment else None
+    image_steps = tuple(n for n in augmentations if n != "mixup")
+    augment = _batch_function(augment_batch, image_steps) if augment and image_steps else None
     @tf.autograph.experimental.do_not_convert
     def finish(batch, batch_seed):
         images = batch[0] if labels else batch
         if augment: images = augment(images, batch_seed)
-        images = scale_for_model(tf.cast(images, tf.float32), scaling)
-        return (images, batch[1]) if labels else images
+        images = tf.cast(images, tf.float32)
+        targets = batch[1] if labels else None
+        if mix:
+            mixed = tf.numpy_function(mixup, [images, targets, batch_seed], (tf.float32, tf.float32), stateful=False)
+            images, targets = tf.ensure_shape(mixed[0], images.shape), tf.ensure_shape(mixed[1], targets.shape)
+        images = scale_for_model(images, scaling)
+        return (images, targets) if labels else images
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)  # one augmentation seed per batch
     data = tf.data.Dataset.zip((data.batch(batch_size), seeds))
     return data.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

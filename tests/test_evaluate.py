@@ -247,3 +247,82 @@ def test_papermill_runs_04_then_05_on_tiny_synthetic_runs(tiny_outputs, tmp_path
     paper_test = next(t for t in mc if t["split"] == "paper")
     assert {paper_test["model_a"], paper_test["model_b"]} == {"ResNetRS50", "RegNetX016"} and 0 <= paper_test["p_value"] <= 1
     assert (outputs/"report"/"report.md").read_text().count("SYNTHETIC") >= 3
+
+
+def test_patient_calls_on_a_constructed_table(tmp_path):
+    from bloodcancer.evaluate import subject_calls, subject_metrics
+    cells = pd.DataFrame({"subject": ["7", "7", "7", "8", "8", "H3", "H3", "H4", "H4", "", ""],
+                          "label": ["all"] * 5 + ["hem"] * 6,
+                          "probability": [0.9, 0.4, 0.35, 0.45, 0.1, 0.2, 0.7, 0.6, 0.55, 0.99, 0.98]})
+    calls = subject_calls(cells, threshold=0.5).set_index("subject")
+    # means 0.55, 0.275, 0.45, 0.575
+    assert calls["call"].to_dict() == {"7": "all", "8": "hem", "H3": "hem", "H4": "all"}
+    assert calls.loc["7", "share_called_all"] == pytest.approx(1 / 3) and calls["n_images"].sum() == 9
+    summary = subject_metrics(calls.reset_index())
+    assert summary["n_subjects_scored"] == 4
+    assert (summary["subject_accuracy"], summary["subject_balanced_accuracy"]) == (0.5, 0.5)
+    metrics = evaluate_predictions(cells.assign(path=[f"/nowhere/{i}.bmp" for i in range(len(cells))]), tmp_path/"eval",
+                                   dataset="synthetic", n_boot=50, figures=False)
+    assert (metrics["subject_accuracy"], metrics["subject_balanced_accuracy"]) == (0.5, 0.5)
+    assert metrics["n_subjects_scored"] == 4
+    assert metrics["n_cells_without_subject"] == 2 and metrics["bootstrap"]["cells_as_own_unit"] == 2
+    assert metrics["bootstrap"]["n_units"] == 4 + 2  # four patients and two cells of their own
+    saved = json.loads((tmp_path/"eval"/"metrics.json").read_text())
+    assert saved["ece_bins"] == 15 and saved["ece"] == pytest.approx(metrics["ece"])
+    assert [c["subject"] for c in saved["subject_calls"]] == ["8", "7", "H3", "H4"]
+
+
+def test_ece_and_temperature_on_constructed_scores():
+    from bloodcancer.evaluate import (apply_temperature, expected_calibration_error, fit_temperature,
+                                      negative_log_likelihood)
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.001, 0.999, 50_000)
+    y = (rng.uniform(size=p.size) < p).astype(int)
+    assert expected_calibration_error(y, p) < 0.015  # perfectly calibrated up to sampling noise
+    logit = np.log(p / (1 - p))
+    overconfident = 1 / (1 + np.exp(-3 * logit))
+    t = fit_temperature(y, overconfident)
+    assert t == pytest.approx(3, rel=0.05)
+    scaled = apply_temperature(overconfident, t)
+    assert negative_log_likelihood(y, scaled) < negative_log_likelihood(y, overconfident)
+    assert expected_calibration_error(y, scaled) < 0.015 < expected_calibration_error(y, overconfident)
+    assert np.array_equal(apply_temperature(overconfident, 1.0), overconfident)
+    assert skm.roc_auc_score(y, scaled) == pytest.approx(skm.roc_auc_score(y, overconfident))  # order kept
+    # saturated scores (exactly 0 and 1, often wrong) give a finite T > 1 and a finite NLL
+    saturated = np.where(rng.uniform(size=200) < 0.8, y[:200], 1 - y[:200]).astype(float)
+    t_saturated = fit_temperature(y[:200], saturated)
+    assert 1 < t_saturated < 20
+    assert np.isfinite(negative_log_likelihood(y[:200], apply_temperature(saturated, t_saturated)))
+
+
+def test_evaluation_settings_out_of_range_write_nothing(tmp_path, tiny_outputs):
+    predictions = pd.DataFrame({"path": ["/a.bmp", "/b.bmp"], "subject": ["1", "H1"], "label": ["all", "hem"],
+                                "probability": [0.8, 0.1]})
+    for setting, message in ((dict(threshold=2.0), "threshold=2.0 is not a probability"), (dict(n_boot=0), "n_boot=0"),
+                             (dict(confidence=95), "confidence=95"), (dict(threshold=-0.1), r"in \[0, 1\]")):
+        with pytest.raises(ValueError, match=message): evaluate_predictions(predictions, tmp_path/"eval", **setting)
+    assert not (tmp_path/"eval").exists()
+    _, runs = tiny_outputs
+    with pytest.raises(ValueError, match="threshold=2 is not a probability"): evaluate_run(runs["paper"], threshold=2)
+
+
+def test_labelled_cells_without_subject_ids_are_scored(tiny_outputs, tmp_path):
+    _, runs = tiny_outputs
+    run = runs["subject"]
+    split = load_split(run)
+    test = split[split["split"].eq("test")].groupby("label").head(3).reset_index(drop=True)
+    folder = tmp_path/"our lab"
+    for i, row in test.iterrows():
+        (folder/row.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(row.path, folder/row.label/(f"smear-{i}.bmp" if i % 2 == 0 else Path(row.path).name))
+    (folder/"all"/"smear-broken.bmp").write_bytes(b"")
+    evaluation = evaluate_run(run, folder, n_boot=100, figures=True)
+    unnamed = evaluation.predictions["path"].map(lambda p: Path(p).name.startswith("smear-"))
+    metrics = json.loads((evaluation.folder/"metrics.json").read_text())
+    assert metrics["n_images"] == len(test) and metrics["n_cells_without_subject"] == int(unnamed.sum()) == 3
+    assert metrics["dataset"] == "folder"  # no synthetic marker copied, not every name a C-NMC name: said as it is
+    assert metrics["n_subjects_scored"] == metrics["n_subjects"] == test.loc[test.index % 2 == 1, "subject"].nunique()
+    assert metrics["bootstrap"]["n_units"] == metrics["n_subjects"] + 3
+    assert [Path(p["path"]).name for p in metrics["problems"]] == ["smear-broken.bmp"]
+    assert "3 of the images have no subject id" in repr(evaluation)
+    for name in ("subjects.png", "reliability.png"): assert (evaluation.folder/name).stat().st_size > 0, name

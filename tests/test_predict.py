@@ -227,3 +227,51 @@ def test_grad_cam_nested_application():
 def test_gradcam_figure_saved_with_the_run(run_copy):
     figure = save_gradcam_figure(run_copy, n=4)
     assert figure == run_copy/"gradcam.png" and figure.stat().st_size > 0
+
+
+def test_temperature_fitted_stored_and_applied(run_copy, test_cells):
+    from bloodcancer.evaluate import (apply_temperature, expected_calibration_error, fit_temperature,
+                                      negative_log_likelihood)
+    from bloodcancer.preprocess import labels_of
+    record = calibrate_threshold(run_copy)
+    stored = json.loads((run_copy/"threshold.json").read_text())
+    assert stored["temperature"] == record["temperature"] > 0 and stored["temperature_fitted"] is True
+    # the record's numbers are those of the run's own validation predictions, recomputed here independently
+    split = load_split(run_copy)
+    validation = split[split["split"].eq("val")]
+    raw = load_model_probabilities(run_copy, validation)
+    labels = labels_of(validation)
+    assert record["temperature"] == pytest.approx(fit_temperature(labels, raw), rel=1e-4)
+    assert record["ece_before"] == pytest.approx(expected_calibration_error(labels, raw), abs=1e-6)
+    scaled = apply_temperature(raw, record["temperature"])
+    assert record["ece_after"] == pytest.approx(expected_calibration_error(labels, scaled), abs=1e-4)
+    assert record["nll_after"] <= record["nll_before"] == pytest.approx(negative_log_likelihood(labels, raw), abs=1e-6)
+    # every later prediction of the run is the model's P(all) scaled by that temperature; the threshold applies to it
+    predictor = load_predictor(run_copy)
+    assert (predictor.temperature, predictor.threshold) == (record["temperature"], record["threshold"])
+    expected = apply_temperature(load_model_probabilities(run_copy, test_cells), record["temperature"])
+    table = predict_images(test_cells["path"].tolist(), run_copy)
+    np.testing.assert_allclose(table["probability_all"].to_numpy(), expected, atol=1e-6)
+    assert table["label"].tolist() == np.where(expected >= record["threshold"], "all", "hem").tolist()
+    assert table.attrs["temperatures"] == [record["temperature"]]
+    # the threshold is chosen on the recalibrated validation probabilities, the ones it is applied to
+    assert record["threshold"] == pytest.approx(choose_threshold(labels, scaled)["threshold"], abs=1e-6)
+    # given values win over the stored ones
+    assert load_predictor(run_copy, temperature=1).temperature == 1.0
+
+
+def test_threshold_files_without_a_temperature_still_work(run_copy, test_cells):
+    (run_copy/"threshold.json").write_text(json.dumps({"threshold": 0.3, "method": "youden", "sensitivity": 1.0}))
+    predictor = load_predictor(run_copy)
+    assert (predictor.threshold, predictor.temperature, predictor.temperature_source) == (0.3, 1.0, "none")
+    expected = load_model_probabilities(run_copy, test_cells)
+    np.testing.assert_allclose(predict_probabilities(predictor, test_cells), expected, atol=1e-6)
+    record = calibrate_threshold(run_copy, temperature=False)
+    assert (record["temperature"], record["temperature_fitted"]) == (1.0, False)
+    assert record["ece_before"] == record["ece_after"]
+
+
+def load_model_probabilities(run, frame):
+    "P(all) straight from the run's model and its evaluation pipeline, without bloodcancer.predict."
+    from bloodcancer.train import load_model
+    return load_model(Path(run)/"model.keras").predict(_dataset(run, frame), verbose=0)[:, 1].astype(np.float64)

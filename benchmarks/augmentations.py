@@ -1,0 +1,94 @@
+"""Cost of each training augmentation of bloodcancer.preprocess, in milliseconds per image, on real C-NMC cells.
+
+Prepares a batch of real cells as the pipeline caches them (224 x 224, median denoised), then times
+`augment_batch(batch, seed, [name])` for every name of `AUGMENTATIONS` but mixup, all of them together, and `mixup`
+on the float batch and its one-hot labels. OpenCV runs on one thread, as inside the tf.data pipeline. Each
+measurement is repeated (`--repeats`, new seeds each time) and the best time counts; the spread is shown. Prints a
+table and writes it to benchmarks/results/augmentations.csv. Without the real cells (`--data` missing) it uses
+synthetic cells and says so.
+
+Usage: python benchmarks/augmentations.py [--data PATH] [--image-size 224] [--batch-size 40] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/data/cnmc-dev",
+                        help="Folder of cells (all/ and hem/ subfolders); relative to the repository root")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT/"benchmarks"/"results"/"augmentations.csv"))
+    return parser.parse_args()
+
+
+def cells(data: Path, size: int, n: int) -> tuple[np.ndarray, str]:
+    "A batch of `n` cells prepared as the pipeline caches them, and where they came from."
+    from bloodcancer.data import index_dataset, make_synthetic_cnmc
+    from bloodcancer.preprocess import load_image, preprocess_image
+    if data.is_dir(): source = f"real C-NMC cells from {data}"
+    else:
+        import tempfile
+        data = make_synthetic_cnmc(Path(tempfile.mkdtemp()), seed=0)
+        source = "SYNTHETIC cells (not C-NMC): the real cells were not found"
+    index = index_dataset(data)
+    index = index[index["label"].ne("") & index["problem"].eq("")]
+    chosen = index.sample(n=min(n, len(index)), random_state=0)
+    return np.stack([preprocess_image(load_image(p), size) for p in chosen["path"]]), source
+
+
+def best_ms_per_image(function, batch, repeats: int) -> tuple[float, float]:
+    "Best and median milliseconds per image of `function(batch, seed)` over `repeats` runs with new seeds."
+    times = []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        function(batch, (seed, 7))
+        times.append((time.perf_counter() - start) * 1000 / len(batch))
+    return min(times), float(np.median(times))
+
+
+def main():
+    import cv2
+    from bloodcancer.preprocess import AUGMENTATIONS, augment_batch, mixup
+    args = parse_args()
+    cv2.setNumThreads(1)
+    data = Path(args.data) if Path(args.data).is_absolute() else (ROOT/args.data).resolve()
+    batch, source = cells(data, args.image_size, args.batch_size)
+    labels = np.eye(2, dtype=np.float32)[np.arange(len(batch)) % 2]
+    as_float = batch.astype(np.float32)
+    steps = {name: (lambda b, s, name=name: augment_batch(b, s, [name])) for name in AUGMENTATIONS if name != "mixup"}
+    steps["all but mixup"] = lambda b, s: augment_batch(b, s, [n for n in AUGMENTATIONS if n != "mixup"])
+    steps["mixup"] = lambda b, s: mixup(as_float, labels, s)
+    augment_batch(batch, 0, list(AUGMENTATIONS))  # warm up (imports, OpenCV)
+    rows = []
+    for name, function in steps.items():
+        best, median = best_ms_per_image(function, batch, args.repeats)
+        rows.append(dict(augmentation=name, ms_per_image_best=round(best, 3), ms_per_image_median=round(median, 3),
+                         image_size=args.image_size, batch_size=len(batch), repeats=args.repeats, source=source,
+                         machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                                 "OpenCV 1 thread"))
+    table = pd.DataFrame(rows)
+    print(f"Augmentation cost per {args.image_size}-pixel image, batches of {len(batch)} {source}; "
+          f"best (median) of {args.repeats}:")
+    for row in table.itertuples():
+        print(f"  {row.augmentation:14s} {row.ms_per_image_best:7.3f} ms ({row.ms_per_image_median:.3f})")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
