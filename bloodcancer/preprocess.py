@@ -5,6 +5,7 @@
 # %% ../nbs/02_preprocess.ipynb #56126d3c
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -579,6 +580,22 @@ def _prepare_batch(images:np.ndarray, denoise:str, input_mode:str) -> np.ndarray
     return out
 
 # %% ../nbs/02_preprocess.ipynb #6fa03865
+def _epoch_batches(data, n_images:int, batch_size:int, seed:int, epochs:tuple, steps_per_epoch:int=0):
+    "Epochs `first..end-1` of `data` as one dataset of (batch, augmentation seed), each epoch shuffled by its number."
+    import tensorflow as tf
+    first, end = (int(e) for e in epochs)
+    if not 0 <= first < end: raise ValueError(f"epochs={epochs}: give (first, end) with 0 <= first < end")
+    steps = steps_per_epoch or -(-n_images // batch_size)
+    buffer = min(n_images, SHUFFLE_BUFFER)
+    def one_epoch(epoch:int):
+        epoch_seed = (seed * 1_000_003 + epoch) % 2**31  # a seed of its own for every epoch
+        source = data.repeat() if steps_per_epoch else data
+        batches = source.shuffle(buffer, seed=epoch_seed, reshuffle_each_iteration=False).batch(batch_size).take(steps)
+        seeds = tf.data.Dataset.range(steps).map(lambda batch: tf.stack([tf.constant(epoch_seed, tf.int64), batch]))
+        return tf.data.Dataset.zip((batches, seeds))
+    return functools.reduce(lambda a, b: a.concatenate(b), (one_epoch(e) for e in range(first, end)))
+
+# %% ../nbs/02_preprocess.ipynb #d579a67d
 def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, and `label` when `labels`)
                  model_name:str, # Registry model name: decides the input scaling
                  image_size:int=PAPER.image_size, # Side of the square model input. Defaults to 224.
@@ -591,6 +608,8 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
                  augmentations=PAPER_AUGMENTATIONS, # `AUGMENTATIONS` names used to augment. Defaults to the paper's.
                  denoise:str="median", # From `DENOISE_METHODS`. Defaults to `median`.
                  input_mode:str="rgb", # `rgb`, `stain` or `rgb+stain` (C-NMC comes stain-normalised already). Defaults to `rgb`.
+                 epochs:tuple|None=None, # Training: (first, end) epochs in one dataset, each shuffled by its number
+                 steps_per_epoch:int=0, # With `epochs`: batches per epoch (0: one pass over `frame`)
                 ):
     "A batched, prefetched `tf.data.Dataset` of `frame`'s images, prepared and scaled for `model_name`."
     import tensorflow as tf
@@ -620,7 +639,6 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     data = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(onehot))) if labels else images
     if cache: data = data.cache("" if cache is True else _cache_file(cache, files, image_size, denoise, input_mode))
-    if training: data = data.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
 
     image_steps = tuple(n for n in augmentations if n != "mixup")
     augment = _batch_function(augment_batch, image_steps) if augment and image_steps else None
@@ -635,8 +653,11 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
             images, targets = tf.ensure_shape(mixed[0], images.shape), tf.ensure_shape(mixed[1], targets.shape)
         images = scale_for_model(images, scaling)
         return (images, targets) if labels else images
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)  # one augmentation seed per batch
-    data = tf.data.Dataset.zip((data.batch(batch_size), seeds))
+    if epochs is not None: data = _epoch_batches(data, len(frame), batch_size, seed, epochs, steps_per_epoch)
+    else:
+        if training: data = data.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)  # an augmentation seed a batch
+        data = tf.data.Dataset.zip((data.batch(batch_size), seeds))
     return data.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/02_preprocess.ipynb #7fedeeb5

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,8 +23,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 import bloodcancer
-from .core import (PAPER, InvalidValueError, PaperConfig, TrainConfig, UserError, declare_run_mode,
-                              package_versions, seed_everything)
+from .core import (PAPER, InvalidValueError, PaperConfig, TrainConfig, UserError, atomic_write,
+                              declare_run_mode, package_versions, seed_everything)
 from .data import CLASSES, DATASET_LABELS, download_cnmc, index_dataset, make_split, validate_images
 from .models import build_model, load_weights_file, model_spec, resolve_weights, save_model
 from .preprocess import class_weights, make_dataset
@@ -31,8 +32,9 @@ from .runs import RunFolder, check_run, default_run_name
 
 # %% auto #0
 __all__ = ['choose_strategy', 'make_strategy', 'data_fingerprint', 'git_commit', 'ResumableEarlyStopping',
-           'ResumableReduceLROnPlateau', 'BestCheckpoint', 'epoch_line', 'RunHistory', 'data_description',
-           'curves_title', 'plot_training_curves', 'recalibrate_batch_norm', 'train']
+           'ResumableReduceLROnPlateau', 'BestCheckpoint', 'RandomState', 'epoch_line', 'RunHistory',
+           'data_description', 'curves_title', 'plot_training_curves', 'recalibrate_batch_norm', 'backed_up_epochs',
+           'train']
 
 # %% ../nbs/03_train.ipynb #3135e107
 def _tpu_present() -> bool:
@@ -148,8 +150,41 @@ class BestCheckpoint(keras.callbacks.Callback):
             with tempfile.TemporaryDirectory() as scratch: save_model(self.model, Path(scratch)/self.path.name)
 
 # %% ../nbs/03_train.ipynb #8ee56122
+def _generators(model) -> list:
+    "The `tf.random.Generator` of every layer of `model` that draws random numbers (created now if not yet)."
+    found = []
+    for layer in model.submodules:
+        generator = getattr(layer, "_random_generator", None)
+        if generator is None or not hasattr(generator, "_maybe_init"): continue
+        generator._maybe_init()
+        if getattr(generator, "_generator", None) is not None: found.append(generator._generator)
+    return found
+
+# %% ../nbs/03_train.ipynb #db2e8973
+class RandomState(keras.callbacks.Callback):
+    "Save the layers' random generator states at each epoch's end and restore them when a run resumes."
+    def __init__(self, folder:Path, first_epoch:int=0):
+        super().__init__()
+        self.folder, self.first_epoch = Path(folder), first_epoch
+    def _file(self, epoch:int) -> Path: return self.folder/f"random-state-{epoch}.npz"
+
+    def on_train_begin(self, logs=None):
+        saved = self._file(self.first_epoch - 1)
+        if self.first_epoch and saved.is_file():
+            states = np.load(saved)
+            for number, generator in enumerate(_generators(self.model)): generator.state.assign(states[str(number)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        states = {str(n): g.state.numpy() for n, g in enumerate(_generators(self.model))}
+        buffer = io.BytesIO(); np.savez(buffer, **states)
+        atomic_write(self._file(epoch), buffer.getvalue())
+        for old in self.folder.glob("random-state-*.npz"):
+            if int(old.stem.rsplit("-", 1)[1]) < epoch - 1: old.unlink()
+
+# %% ../nbs/03_train.ipynb #18809b09
 def _now() -> str: return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
+# %% ../nbs/03_train.ipynb #6a9c6563
 def epoch_line(row:dict, # One row of history.csv
                epochs:int, # The planned number of epochs
               ) -> str:
@@ -267,13 +302,20 @@ def _run_record(config:TrainConfig, root:Path, index:pd.DataFrame, strategy_name
         git_commit=git_commit())
 
 # %% ../nbs/03_train.ipynb #a02da34d
+def backed_up_epochs(run:RunFolder) -> int:
+    "The number of epochs whose end `BackupAndRestore` saved in the run folder (0 without a backup)."
+    checkpoint = tf.train.latest_checkpoint(str(run.backup_dir/"chief"))
+    if checkpoint is None: return 0
+    return int(tf.train.load_variable(checkpoint, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+
+# %% ../nbs/03_train.ipynb #99d94ef2
 def _start_run(run:RunFolder, record:dict, index:pd.DataFrame, config:TrainConfig) -> tuple[pd.DataFrame, int]:
     "Make or read the run's split and mark the run running (the caller holds the lock); returns (split, first epoch)."
     state = check_run(run, record)
     if state == "resume":
         previous = run.read_config()
         record |= {k: previous[k] for k in ("created", "n_images") if k in previous}
-        record |= dict(resumes=previous.get("resumes", 0) + 1, epochs_completed=previous["epochs_completed"])
+        record |= dict(resumes=previous.get("resumes", 0) + 1, epochs_completed=backed_up_epochs(run))
         rows = run.read_split()
         print(f"Resuming {run.path} after epoch {record['epochs_completed']} (config and data unchanged)")
     else:
@@ -290,8 +332,9 @@ def _start_run(run:RunFolder, record:dict, index:pd.DataFrame, config:TrainConfi
     return rows, record["epochs_completed"]
 
 # %% ../nbs/03_train.ipynb #8a611fd5
-def _callbacks(run:RunFolder, chief:bool, resuming:bool, paper:PaperConfig, config:TrainConfig) -> list:
+def _callbacks(run:RunFolder, chief:bool, first_epoch:int, paper:PaperConfig, config:TrainConfig) -> list:
     "The training callbacks; the order matters (the history is written before the backup of the epoch)."
+    resuming = first_epoch > 0
     earlier = run.read_history()
     best_so_far = float(earlier[paper.monitor].min()) if resuming and paper.monitor in earlier else np.inf
     replay = run if resuming else None
@@ -301,6 +344,7 @@ def _callbacks(run:RunFolder, chief:bool, resuming:bool, paper:PaperConfig, conf
         ResumableEarlyStopping(monitor=paper.monitor, patience=paper.early_stopping_patience,
                                restore_best_weights=True, verbose=int(config.verbose > 0), run=replay)]
     callbacks.append(BestCheckpoint(run.best_file, paper.monitor, best_so_far, chief))
+    if chief: callbacks.append(RandomState(run.backup_dir, first_epoch))
     if chief: callbacks.append(RunHistory(run, config.epochs, print_epochs=config.verbose == 2))
     return callbacks + [keras.callbacks.BackupAndRestore(str(run.backup_dir)),
                         keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False, profile_batch=0)]
@@ -313,6 +357,17 @@ def _global_policy(name:str):
     keras.mixed_precision.set_global_policy(name)
     try: yield
     finally: keras.mixed_precision.set_global_policy(previous)
+
+# %% ../nbs/03_train.ipynb #81c1d6c7
+@contextlib.contextmanager
+def _layer_generators():
+    "Keras layers draw random numbers from `tf.random.Generator`s (whose state `RandomState` can save) in the block."
+    experimental = keras.backend.experimental
+    before = experimental.is_tf_random_generator_enabled()
+    experimental.enable_tf_random_generator()
+    try: yield
+    finally:
+        if not before: experimental.disable_tf_random_generator()
 
 # %% ../nbs/03_train.ipynb #e88c867e
 def train(config:TrainConfig|None=None, # The run's settings; None: the paper's (`TrainConfig()`)
@@ -342,6 +397,25 @@ def train(config:TrainConfig|None=None, # The run's settings; None: the paper's 
     return run.path
 
 # %% ../nbs/03_train.ipynb #3b5f2330
+def _sharding():
+    "tf.data options that split each batch stream across the workers of a multi-worker job."
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+def _training_data(rows:pd.DataFrame, record:dict, config:TrainConfig, first_epoch:int, strategy_name:str):
+    "The training dataset from `first_epoch` on and the steps of an epoch (None: one pass, as Keras counts it)."
+    options = dict(denoise=config.denoise, input_mode=config.input_mode, training=True, seed=config.seed)
+    size, batch = config.image_size, record["global_batch_size"]
+    if strategy_name == "multiworker":  # each worker sees its share of every batch stream; resumed as Keras does
+        data = make_dataset(rows, record["model"], size, batch, **options)
+        if config.steps_per_epoch: data = data.repeat()
+        return data.with_options(_sharding()), config.steps_per_epoch or None
+    data = make_dataset(rows, record["model"], size, batch, epochs=(first_epoch, config.epochs),
+                        steps_per_epoch=config.steps_per_epoch, **options)
+    return data, config.steps_per_epoch or -(-len(rows) // batch)
+
+# %% ../nbs/03_train.ipynb #424b29a1
 def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:TrainConfig, distribution,
          strategy_name:str, chief:bool, callbacks, started:float):
     "Build, compile and train the model, then finish the run folder (chief)."
@@ -356,23 +430,18 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
     mixed = "mixed_bfloat16" if strategy_name == "tpu" else "mixed_float16"
     precision = mixed if config.mixed_precision else "float32"
     options = dict(denoise=config.denoise, input_mode=config.input_mode)
-    with _global_policy(precision):
+    with _global_policy(precision), _layer_generators():
         with distribution.scope():
             net = build_model(record["model"], config.image_size, record["weights"], config=paper, seed=config.seed)
             net.compile(optimizer=keras.optimizers.Adamax(config.learning_rate), loss="categorical_crossentropy",
                         metrics=["accuracy"], jit_compile=config.jit_compile)
-        train_data = make_dataset(train_rows, record["model"], config.image_size, global_batch, training=True,
-                                  seed=config.seed, **options)
+        train_data, steps = _training_data(train_rows, record, config, first_epoch, strategy_name)
         val_data = make_dataset(val_rows, record["model"], config.image_size, global_batch, seed=config.seed, **options)
-        if config.steps_per_epoch: train_data = train_data.repeat()
-        if strategy_name == "multiworker":
-            sharding = tf.data.Options()
-            sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-            train_data, val_data = train_data.with_options(sharding), val_data.with_options(sharding)
-        standard = _callbacks(run, chief, first_epoch > 0, paper, config)
-        net.fit(train_data, validation_data=val_data, epochs=config.epochs,
-                steps_per_epoch=config.steps_per_epoch or None, class_weight=class_weights(train_rows),
-                callbacks=standard + list(callbacks), verbose=1 if config.verbose == 1 else 0)
+        if strategy_name == "multiworker": val_data = val_data.with_options(_sharding())
+        standard = _callbacks(run, chief, first_epoch, paper, config)
+        net.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=first_epoch,
+                steps_per_epoch=steps, class_weight=class_weights(train_rows), callbacks=standard + list(callbacks),
+                verbose=1 if config.verbose == 1 else 0)
         final_weights = net.get_weights()  # on every worker: under MultiWorkerMirroredStrategy reading is collective
     if chief:
         images = make_dataset(train_rows, record["model"], config.image_size, config.batch_size, labels=False,
@@ -395,7 +464,7 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
             print(f"warning: the best checkpoint could not be read ({error}); model.keras has the last weights")
     calibrated = recalibrate_batch_norm(net, training_images) if training_images is not None else 0
     save_model(net, run.model_file)
-    with contextlib.suppress(OSError): run.backup_dir.rmdir()  # emptied by BackupAndRestore at the end of training
+    shutil.rmtree(run.backup_dir, ignore_errors=True)  # a complete run resumes nothing
     plot_training_curves(history, curves_title(config)).savefig(run.curves_file, dpi=120)
     has_val = "val_loss" in history and len(history)
     best_row = history.loc[history["val_loss"].idxmin()] if has_val else None
