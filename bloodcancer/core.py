@@ -18,6 +18,7 @@ import platform
 import random
 import sys
 import textwrap
+import time
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,12 +185,12 @@ class FolderLock:
         try: return json.loads(self.path.read_text() or "{}")
         except (OSError, ValueError): return {}
 
-    def acquire(self) -> FolderLock:
-        "Take the lock, or raise `FolderLockedError` naming the process that holds it."
+    def acquire(self, wait:bool=False) -> FolderLock:
+        "Take the lock (waiting for it when `wait`), or raise `FolderLockedError` naming the process that holds it."
         self.path.parent.mkdir(parents=True, exist_ok=True)
         previous = self._holder()
         handle = open(self.path, "a+")
-        try: self._lock(handle)
+        try: self._lock(handle, wait)
         except OSError:
             handle.close()
             holder = self._holder()
@@ -206,15 +207,17 @@ class FolderLock:
         self._handle = handle
         return self
 
-    def _lock(self, handle):
+    def _lock(self, handle, wait:bool):
         try: import fcntl
-        except ImportError: return self._lock_without_fcntl()
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError: return self._lock_without_fcntl(wait)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
 
-    def _lock_without_fcntl(self):
-        holder = self._holder()
-        if holder.get("pid") and holder["pid"] != os.getpid() and _process_alive(int(holder["pid"])):
-            raise BlockingIOError(f"{self.path} is held")
+    def _lock_without_fcntl(self, wait:bool):
+        while True:
+            holder = self._holder()
+            if not (holder.get("pid") and holder["pid"] != os.getpid() and _process_alive(int(holder["pid"]))): return
+            if not wait: raise BlockingIOError(f"{self.path} is held")
+            time.sleep(0.5)
 
     def release(self):
         "Give the lock up (the file stays, empty: its presence alone means nothing)."
@@ -222,7 +225,7 @@ class FolderLock:
         self._handle.seek(0); self._handle.truncate(); self._handle.close()
         self._handle = None
 
-    def __enter__(self): return self.acquire()
+    def __enter__(self): return self if self._handle is not None else self.acquire()
     def __exit__(self, *exc): self.release()
 
 # %% ../nbs/00_core.ipynb #0a622622

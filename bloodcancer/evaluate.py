@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, package_versions
+from .core import PAPER, UserError, package_versions
 from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
+from .runs import RunFolder, RunFolderError
 
 # %% auto #0
 __all__ = ['METRICS', 'POSITIVE', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
@@ -26,9 +27,9 @@ __all__ = ['METRICS', 'POSITIVE', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', '
            'mcnemar', 'per_subject_accuracy', 'subject_calls', 'subject_metrics', 'plot_subjects', 'reliability_table',
            'expected_calibration_error', 'negative_log_likelihood', 'fit_temperature', 'apply_temperature',
            'plot_reliability', 'describe_data', 'confusion_array', 'draw_confusion', 'plot_confusion', 'plot_roc',
-           'plot_examples', 'RunFolderError', 'read_config', 'data_slug', 'ScoredData', 'select_data',
-           'training_overlap', 'check_evaluation_settings', 'classification_text', 'bootstrap_groups',
-           'evaluate_predictions', 'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run']
+           'plot_examples', 'read_config', 'data_slug', 'ScoredData', 'select_data', 'training_overlap',
+           'check_evaluation_settings', 'classification_text', 'bootstrap_groups', 'evaluate_predictions',
+           'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run']
 
 # %% ../nbs/04_evaluate.ipynb #c75359da
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "f1_hem", "macro_f1", "weighted_f1",
@@ -465,17 +466,10 @@ def plot_examples(predictions:pd.DataFrame, # `path`, `label`, `prediction`, `pr
     return fig
 
 # %% ../nbs/04_evaluate.ipynb #ed19d4ae
-class RunFolderError(FileNotFoundError):
-    "Raised for a folder that is not a complete run folder."
-
 def read_config(run:str|Path, # Run folder `outputs/<run>/<model>`
                ) -> dict:
-    "The run's `config.json`, with a clear error when `run` is not a run folder."
-    config_path = Path(run)/"config.json"
-    if not config_path.is_file():
-        raise RunFolderError(f"{Path(run)} is not a run folder: it has no config.json. A run folder is "
-                             "outputs/<run>/<model>/, written by `bloodcancer train` or the 03_train notebook.")
-    return json.loads(config_path.read_text())
+    "The run's `config.json` (`bloodcancer.runs.RunFolder.read_config`: a clear error when it is not a run folder)."
+    return RunFolder(run).read_config()
 
 def data_slug(folder:str|Path) -> str:
     "A folder-safe name for an evaluated folder (never `test` or `prelim`, which are reserved)."
@@ -670,8 +664,10 @@ def load_run_model(run:str|Path, # Run folder
     if not path.is_file():
         status = read_config(run).get("status", "unknown")
         raise RunFolderError(f"{run} has no model.keras (training status: {status}); finish or resume the training first")
-    from bloodcancer.train import load_model  # safe mode, and much faster than Keras's own loader for large backbones
-    try: return load_model(path)
+    from bloodcancer.models import load_model  # safe mode, and much faster than Keras's own loader for large backbones
+    config = read_config(run)
+    try: return load_model(path, expected=config.get("model"), image_size=config.get("image_size"))
+    except UserError: raise
     except Exception as error:
         raise RunFolderError(f"{path} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:300]}); "
                              "it may be incomplete or written by another Keras version") from None

@@ -39,7 +39,7 @@ def load_keras_model(path:str|Path, # A `.keras` file
     if path.is_dir() or path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
         raise UnsafeModelError(f"{path} is not a .keras model file. Only the .keras format loads in Keras safe mode; HDF5 (.h5) "
                                "files and SavedModel folders can run code when loaded. Re-save a model you trust with model.save('model.keras').")
-    from bloodcancer.train import load_model
+    from bloodcancer.models import load_model
     try: return load_model(path)
     except ValueError as error:
         message = str(error)
