@@ -101,7 +101,7 @@ def _evaluate(args) -> int:
     return 0
 
 def _report(args) -> int:
-    from bloodcancer.report import write_report
+    from bloodcancer.figures import write_report
     result = _call(write_report, args)
     print(f"report written to {Path(result['report'])} ({len(result['files'])} files)")
     return 0
@@ -150,7 +150,7 @@ def _command(commands, name:str, handler, help:str, source=None, **options) -> a
 # %% ../nbs/09_cli.ipynb #ce01e3d0
 def build_parser() -> argparse.ArgumentParser:
     "The `bloodcancer` argument parser with all subcommands."
-    from bloodcancer import data, evaluate, explain, pipeline, predict, report
+    from bloodcancer import data, evaluate, explain, figures, pipeline, predict
     parser = argparse.ArgumentParser(prog="bloodcancer", description="Leukemic vs normal white blood cells on C-NMC "
                                      "2019: data, training, evaluation and the paper's tables and figures.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _command(commands, "evaluate", _evaluate, "score a run: metrics.json, predictions, confusion matrix, ROC",
              evaluate.evaluate_run, skip=("model",), positional=("run",))
     _command(commands, "report", _report, "Table 1, Figures 12-15 and the leakage study over every run",
-             report.write_report, positional=("outputs",))
+             figures.write_report, positional=("outputs",))
     _command(commands, "predict", _predict, "probability and label of new cells from a run or an ensemble",
              predict.predict_images, positional=("images",), skip=("model",)).add_argument(
              "--model", action="append", required=True, help="a run folder or .keras file; repeat for an ensemble")

@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 from bloodcancer.data import SYNTHETIC_MARKER, index_dataset, load_split, make_split, make_synthetic_cnmc, save_split
 from bloodcancer.evaluate import (METRICS, RunFolderError, bootstrap_intervals, compute_metrics, evaluate_predictions,
                                   evaluate_run, mcnemar, plot_confusion, plot_examples, plot_roc, resample_weights)
-from bloodcancer.report import (PAPER_CONFUSION, PAPER_ROWS, PAPER_TABLE1, format_table1, paper_row, plot_accuracy,
+from bloodcancer.figures import (PAPER_CONFUSION, PAPER_ROWS, PAPER_TABLE1, format_table1, paper_row, plot_accuracy,
                                 plot_confusion_vs_paper, plot_metrics, table1)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,9 +165,11 @@ def test_table1_pairs_every_model_with_its_own_paper_numbers():
         i = registry.index(row.model)
         assert [row.ours_accuracy, row.ours_recall, row.ours_f1] == [50.0 + i, 60.0 + i, 70.0 + i]
     readable = format_table1(table).set_index("Algorithm")
-    assert readable.loc["Convnext", "Model (ours)"] == "ConvNeXtTiny" and readable.loc["Convnext", "Accuracy"] == "53.0 (94.2)"
-    assert readable.loc["RegNetX016", "Accuracy"] == "51.0 (96.4)"
-    assert readable.loc["EfficientNet", "F1 Score"] == "74.0 (91)"
+    # ours [95% interval] (paper); these made-up runs have zero-width intervals
+    assert readable.loc["Convnext", "Model (ours)"] == "ConvNeXtTiny"
+    assert readable.loc["Convnext", "Accuracy"] == "53.0 [0.0, 0.0] (94.2)"
+    assert readable.loc["RegNetX016", "Accuracy"] == "51.0 [0.0, 0.0] (96.4)"
+    assert readable.loc["EfficientNet", "F1 Score"] == "74.0 [0.0, 0.0] (91)"
     # synthetic runs never appear in a C-NMC table
     assert table1(made_up.assign(dataset="synthetic"), "C-NMC")["model"].eq("").all()
 
