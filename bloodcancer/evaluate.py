@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, UserError, package_versions
+from .core import PAPER, InvalidValueError, MissingFileError, UserError, package_versions
 from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
 from .runs import RunFolder, RunFolderError
 
@@ -71,9 +71,9 @@ def _as_arrays(y_true, prob) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     if y.dtype.kind in "OUS": y = pd.Series(y).map(LABEL_INDEX).to_numpy()
     y, prob = np.asarray(y, float), np.asarray(prob, float)
-    if y.shape != prob.shape or y.ndim != 1: raise ValueError(f"y_true {y.shape} and prob {prob.shape} must be 1-D and the same length")
-    if np.isnan(y).any() or not np.isin(y, (0, 1)).all(): raise ValueError(f"y_true must hold only {CLASSES} or 0/1 (all = 1)")
-    if np.isnan(prob).any() or (prob < 0).any() or (prob > 1).any(): raise ValueError("prob must be probabilities of `all` in [0, 1]")
+    if y.shape != prob.shape or y.ndim != 1: raise InvalidValueError(f"y_true {y.shape} and prob {prob.shape} must be 1-D and the same length")
+    if np.isnan(y).any() or not np.isin(y, (0, 1)).all(): raise InvalidValueError(f"y_true must hold only {CLASSES} or 0/1 (all = 1)")
+    if np.isnan(prob).any() or (prob < 0).any() or (prob > 1).any(): raise InvalidValueError("prob must be probabilities of `all` in [0, 1]")
     return y.astype(np.int64), prob
 
 def _replicate_metrics(y:np.ndarray, prob:np.ndarray, weights:np.ndarray, threshold:float) -> dict:
@@ -153,7 +153,7 @@ def mcnemar(y_true, # True classes of the images both models scored
     "McNemar's test of two classifiers on paired predictions: counts of discordant images, statistic and p-value."
     from scipy import stats
     y, a, b = (np.asarray(pd.Series(np.asarray(v)).map(lambda s: LABEL_INDEX.get(s, s)), int) for v in (y_true, pred_a, pred_b))
-    if not len(y) == len(a) == len(b): raise ValueError(f"McNemar needs paired predictions: {len(y)} labels, {len(a)} and {len(b)} predictions")
+    if not len(y) == len(a) == len(b): raise InvalidValueError(f"McNemar needs paired predictions: {len(y)} labels, {len(a)} and {len(b)} predictions")
     a_right, b_right = a == y, b == y
     only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
     discordant = only_a + only_b
@@ -262,7 +262,7 @@ def reliability_table(y_true, # True classes: `hem`/`all` or 0/1
     "Per bin of P(all): its edges, cells, mean P(all) and share of `all` cells (NaN in empty bins)."
     y, prob = _as_arrays(y_true, prob)
     if int(n_bins) != n_bins or n_bins < 1:
-        raise ValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
+        raise InvalidValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
     n_bins = int(n_bins)
     bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # [k/n, (k+1)/n); 1.0 goes to the last bin
     count = np.bincount(bins, minlength=n_bins)
@@ -307,10 +307,10 @@ def fit_temperature(y_true, # True classes of validation cells: `hem`/`all` or 0
     y, prob = _as_arrays(y_true, prob)
     if len(set(y.tolist())) < 2:
         found = f"all of class {CLASSES[y[0]]}" if len(y) else "none"
-        raise ValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, {found}): "
+        raise InvalidValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, {found}): "
                          "fit it on a validation set that holds `all` and `hem` cells")
     low, high = bounds
-    if not 0 < low < high < np.inf: raise ValueError(f"bounds={bounds!r}: give 0 < lowest < highest temperature")
+    if not 0 < low < high < np.inf: raise InvalidValueError(f"bounds={bounds!r}: give 0 < lowest < highest temperature")
     logit = _logit(prob)
     if not logit.any(): return 1.0  # every P(all) is 0.5: no temperature changes anything
     def nll(log_t):
@@ -326,9 +326,9 @@ def apply_temperature(prob, # P(all) per cell (any shape)
     from scipy.special import expit
     prob = np.asarray(prob, np.float64)
     if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r}: a temperature is a positive number "
+        raise InvalidValueError(f"temperature={temperature!r}: a temperature is a positive number "
                          "(1 leaves probabilities as they are)")
-    if ((prob < 0) | (prob > 1)).any(): raise ValueError("prob must be probabilities of `all` in [0, 1]")
+    if ((prob < 0) | (prob > 1)).any(): raise InvalidValueError("prob must be probabilities of `all` in [0, 1]")
     if temperature == 1: return prob.copy()
     return expit(_logit(prob) / temperature)
 
@@ -491,7 +491,7 @@ def _run_data_folder(config:dict, run:Path) -> Path:
     for key in ("data_path", "data_root", "data"):
         value = config.get(key)
         if value and Path(str(value)).expanduser().is_dir(): return Path(str(value)).expanduser()
-    raise FileNotFoundError(f"The data folder of {run} (config.json data={config.get('data')!r}) is not on this machine; "
+    raise MissingFileError(f"The data folder of {run} (config.json data={config.get('data')!r}) is not on this machine; "
                             "pass the folder to evaluate instead of 'prelim'")
 
 def select_data(run:str|Path, # Run folder
@@ -506,9 +506,9 @@ def select_data(run:str|Path, # Run folder
         if not (run/"split.csv").is_file(): raise RunFolderError(f"{run} has no split.csv: the held-out test split is unknown")
         split = load_split(run)
         test = split[split["split"].eq("test")].reset_index(drop=True)
-        if test.empty: raise ValueError(f"{run/'split.csv'} has no test rows")
+        if test.empty: raise InvalidValueError(f"{run/'split.csv'} has no test rows")
         absent = test.loc[~test["path"].map(lambda p: Path(p).is_file()), "path"]
-        if len(absent): raise FileNotFoundError(f"{len(absent)} of the {len(test)} test images of {run/'split.csv'} are not on this "
+        if len(absent): raise MissingFileError(f"{len(absent)} of the {len(test)} test images of {run/'split.csv'} are not on this "
                                                 f"machine (first: {absent.iloc[0]}); evaluate where the data is, or pass its folder as data")
         dataset = config.get("dataset") or (test["dataset"].iloc[0] if "dataset" in test else "folder")
         return ScoredData(test, "test", dataset, str(run/"split.csv"), no_problems)
@@ -517,7 +517,7 @@ def select_data(run:str|Path, # Run folder
         index = index_dataset(folder)
         prelim = index[index["source_split"].eq("prelim")]
         if prelim["label"].eq("").all():
-            raise ValueError(f"{folder} has no labelled prelim set (C-NMC_test_prelim_phase_data with its labels CSV); "
+            raise InvalidValueError(f"{folder} has no labelled prelim set (C-NMC_test_prelim_phase_data with its labels CSV); "
                              "evaluate the run's test split (data='') or a folder instead")
         return _validated(prelim, "prelim", str(folder))
     folder = Path(data).expanduser().resolve()
@@ -532,7 +532,7 @@ def _validated(index:pd.DataFrame, data_name:str, source:str) -> ScoredData:
     labelled = clean[clean["label"].isin(CLASSES)].reset_index(drop=True)
     unlabelled = int(clean["label"].eq("").sum())
     if labelled.empty:
-        raise ValueError(f"{source}: no labelled image to score ({len(index)} found, {len(report.problems)} with problems, "
+        raise InvalidValueError(f"{source}: no labelled image to score ({len(index)} found, {len(report.problems)} with problems, "
                          f"{unlabelled} unlabelled). Put cells in all/ and hem/ subfolders, or use prediction for unlabelled cells.")
     dataset = str(index["dataset"].iloc[0])
     return ScoredData(labelled, data_name, dataset, source, report.problems, unlabelled)
@@ -556,13 +556,13 @@ def check_evaluation_settings(threshold:float=0.5, # Decision threshold on P(all
                              ):
     "Raise a `ValueError` naming the value and the fix when an evaluation setting is out of range."
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
-        raise ValueError(f"threshold={threshold!r} is not a probability: give a decision threshold on P(all) in [0, 1] "
+        raise InvalidValueError(f"threshold={threshold!r} is not a probability: give a decision threshold on P(all) in [0, 1] "
                          "(0.5 is the paper's argmax; a run's threshold.json holds one chosen on validation cells)")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot={n_boot!r}: give a whole number of bootstrap replicates, at least 1 "
+        raise InvalidValueError(f"n_boot={n_boot!r}: give a whole number of bootstrap replicates, at least 1 "
                          "(1000 gives stable 95% intervals)")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.number)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence={confidence!r}: give the interval coverage as a fraction strictly between "
+        raise InvalidValueError(f"confidence={confidence!r}: give the interval coverage as a fraction strictly between "
                          "0 and 1, e.g. 0.95 for 95% intervals")
 
 # %% ../nbs/04_evaluate.ipynb #72257a0f

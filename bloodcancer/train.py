@@ -24,7 +24,7 @@ import tf_keras as keras
 
 import bloodcancer
 from .core import (PAPER, InvalidValueError, PaperConfig, TrainConfig, UserError, atomic_write,
-                              declare_run_mode, package_versions, seed_everything)
+                              package_versions, seed_everything)
 from .data import CLASSES, DATASET_LABELS, download_cnmc, index_dataset, make_split, validate_images
 from .models import build_model, load_weights_file, model_spec, resolve_weights, save_model
 from .preprocess import class_weights, make_dataset
