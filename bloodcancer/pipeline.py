@@ -5,6 +5,7 @@
 # %% ../nbs/08_pipeline.ipynb #ca46e836
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,8 +24,8 @@ from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['PROFILES', 'REPRODUCE_OVERRIDES', 'Profile', 'Step', 'parse_shard', 'plan_steps', 'notebooks_folder',
-           'choose_profile', 'resolve_data', 'StepConsole', 'execute_step', 'save_executed_notebook', 'PipelineState',
-           'estimate_remaining', 'run_steps', 'summarize', 'reproduce']
+           'choose_profile', 'resolve_data', 'StepConsole', 'StepKernel', 'execute_step', 'save_executed_notebook',
+           'PipelineState', 'estimate_remaining', 'run_steps', 'summarize', 'reproduce']
 
 # %% ../nbs/08_pipeline.ipynb #eaa96c5e
 @dataclass(frozen=True)
@@ -159,26 +160,62 @@ def _kernel_environment() -> dict:
     return os.environ | {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
                          "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::DeprecationWarning")}
 
+# %% ../nbs/08_pipeline.ipynb #3c3fe714
+# Marked `#| run` so that a notebook's run mode, still active from the step before, lets it through.
+_RESET = """#| run
+%reset -f
+import gc, sys
+from bloodcancer.core import declare_run_mode
+declare_run_mode(True)  # back to the default until the next notebook declares its mode
+if "tf_keras" in sys.modules: sys.modules["tf_keras"].backend.clear_session()
+gc.collect()
+"""
+
+class StepKernel:
+    "A Python kernel that runs the steps of a reproduction one after another, its own output going to `log`."
+    def __init__(self, cwd:Path, log:Path): self.cwd, self.log, self.manager, self._output = Path(cwd), Path(log), None, None
+
+    def start(self):
+        from jupyter_client.manager import KernelManager
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._output = open(self.log, "a")
+        self.manager = KernelManager(kernel_name="python3")
+        self.manager.start_kernel(stdout=self._output, stderr=self._output, cwd=str(self.cwd), env=_kernel_environment())
+
+    def prepare(self, label:str):
+        "Start the kernel, or clear what the previous step left in it; note `label` in the log."
+        if self.manager is None or not self.manager.is_alive(): self.start()
+        else:
+            client = self.manager.client()
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=120)
+                client.execute_interactive(_RESET, store_history=False, timeout=120, output_hook=lambda message: None)
+            finally: client.stop_channels()
+        self._output.write(f"--- {datetime.now().isoformat(timespec='seconds')} {label}\n"); self._output.flush()
+
+    def close(self):
+        if self.manager is not None and self.manager.has_kernel: self.manager.shutdown_kernel(now=True)
+        if self._output is not None: self._output.close()
+        self.manager = self._output = None
+
+# %% ../nbs/08_pipeline.ipynb #0aca85d6
 def execute_step(step:Step, # The step
                  notebooks:Path, # Folder of the source notebooks
                  executed:Path, # Where the executed notebook goes
                  console:StepConsole, # Where the cells' output goes
-                 log:Path, # File for what the kernel process itself prints
+                 kernel:StepKernel, # The kernel to run it in
                 ):
-    "Execute one step with papermill in a fresh kernel whose own output goes to `log`."
+    "Execute one step with papermill in `kernel` (restarted afresh when the step fails)."
     import papermill
-    from jupyter_client.manager import KernelManager
-    log.parent.mkdir(parents=True, exist_ok=True)
-    manager = KernelManager(kernel_name="python3")
-    with open(log, "a") as kernel_output:
-        kernel_output.write(f"--- {datetime.now().isoformat(timespec='seconds')} {step.key}\n"); kernel_output.flush()
-        manager.start_kernel(stdout=kernel_output, stderr=kernel_output, cwd=str(notebooks), env=_kernel_environment())
-        try:
-            papermill.execute_notebook(str(notebooks/step.notebook), str(executed), parameters=step.parameters,
-                                       kernel_name="python3", progress_bar=False, cwd=str(notebooks), km=manager,
-                                       stdout_file=console, stderr_file=console if console.verbose else None)
-        finally:
-            manager.shutdown_kernel(now=True)
+    kernel.prepare(step.key)
+    try:
+        papermill.execute_notebook(str(notebooks/step.notebook), str(executed), parameters=step.parameters,
+                                   kernel_name="python3", progress_bar=False, cwd=str(notebooks), km=kernel.manager,
+                                   stdout_file=console, stderr_file=console if console.verbose else None)
+    except BaseException:
+        kernel.close()
+        raise
 
 # %% ../nbs/08_pipeline.ipynb #d4e5afa1
 def _error_line(error:BaseException) -> str:
@@ -233,13 +270,16 @@ def estimate_remaining(state:PipelineState, # The reproduction's state
                        steps:list[Step], # All its steps
                        remaining:list[Step], # The steps still to run
                       ) -> float|None:
-    "Seconds the `remaining` steps will take, or None while a kind among them has no finished step to learn from."
-    rates = {}
-    for kind in {s.kind for s in remaining}:
+    "Seconds the `remaining` steps will take; None while no step of a kind among them (or no training) has finished."
+    rates, other = {}, []
+    for kind in {s.kind for s in steps}:
         done = [(state.steps[s.key]["seconds"], _workload(s)) for s in steps if s.kind == kind and state.done(s.key)]
-        if not done: return None
-        rates[kind] = sum(seconds for seconds, _ in done) / sum(work for _, work in done)
-    return sum(rates[s.kind] * _workload(s) for s in remaining)
+        if done: rates[kind] = sum(seconds for seconds, _ in done) / sum(work for _, work in done)
+        if kind != "train": other += [seconds for seconds, _ in done]
+    if any(s.kind == "train" for s in remaining) and "train" not in rates: return None
+    if not other and any(s.kind not in rates for s in remaining): return None
+    # A kind not seen yet (the report, say) is taken to cost what the other steps besides training cost.
+    return sum(rates[s.kind] * _workload(s) if s.kind in rates else sum(other) / len(other) for s in remaining)
 
 def _clock(seconds:float) -> str:
     seconds = int(seconds)
@@ -250,12 +290,13 @@ def run_steps(steps:list[Step], # From `plan_steps`
               run_folder:Path, # `outputs/<run>`: holds pipeline.json, notebooks/ and logs/
               notebooks:Path|None=None, # Source notebooks; None: the project's nbs/
               verbose:bool=False, # Stream all the notebooks' output, not only the epoch lines
-              execute=None, # Function (step, notebooks, executed, console, log) running one step; None: papermill
+              execute=None, # Function (step, notebooks, executed, console, kernel) running one step; None: papermill
              ) -> dict:
     "Run the steps not yet done, recording each; returns the state of every step."
     notebooks, execute = notebooks or notebooks_folder(), execute or execute_step
     (run_folder/"notebooks").mkdir(parents=True, exist_ok=True)
-    with FolderLock(run_folder, "pipeline.lock", purpose="bloodcancer reproduce"):
+    kernel = StepKernel(notebooks, run_folder/"logs"/"kernels.log")
+    with FolderLock(run_folder, "pipeline.lock", purpose="bloodcancer reproduce"), contextlib.closing(kernel):
         state, start, ran, failed = PipelineState(run_folder/"pipeline.json"), time.perf_counter(), 0, set()
         state.check_settings(steps)
         for number, step in enumerate(steps, 1):
@@ -271,7 +312,7 @@ def run_steps(steps:list[Step], # From `plan_steps`
                   f"{'estimating' if left is None else f'~{_clock(left)} left'}", flush=True)
             executed, began = run_folder/"notebooks"/f"{step.key}.ipynb", time.perf_counter()
             try:
-                execute(step, notebooks, executed, StepConsole("    ", verbose), run_folder/"logs"/"kernels.log")
+                execute(step, notebooks, executed, StepConsole("    ", verbose), kernel)
                 state.record(step.key, "done", time.perf_counter() - began, parameters=step.parameters)
             except KeyboardInterrupt: raise
             except Exception as error:
