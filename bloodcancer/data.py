@@ -27,13 +27,14 @@ from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_
 # %% auto #0
 __all__ = ['CLASSES', 'LABEL_INDEX', 'IMAGE_EXTENSIONS', 'KAGGLE_DATASET', 'PRELIM_FOLDER', 'FINAL_FOLDER', 'PRELIM_LABELS_CSV',
            'SYNTHETIC_MARKER', 'KNOWN_COUNTS', 'KNOWN_PRELIM_CLASSES', 'INDEX_COLUMNS', 'DATASET_LABELS',
-           'MAX_IMAGE_PIXELS', 'REASONS', 'PROTOCOLS', 'COMPLETE_MARKER', 'MAX_EXTRACTED_BYTES',
-           'MAX_COMPRESSION_RATIO', 'DataExistsError', 'CellName', 'parse_cell_name', 'index_dataset',
-           'dataset_of_files', 'check_known_counts', 'summarize_index', 'declared_size', 'check_pixel_count',
-           'DataValidationError', 'inspect_image', 'ValidationReport', 'validate_images', 'make_split',
-           'assert_no_shared_subjects', 'leakage_report', 'save_split', 'load_split', 'make_synthetic_cnmc',
-           'KaggleCredentialsError', 'UnsafeArchiveError', 'kaggle_credentials_found', 'CorruptArchiveError',
-           'ExtractionError', 'archive_fingerprint', 'extract_archive', 'is_extracted', 'download_cnmc']
+           'MAX_IMAGE_PIXELS', 'REASONS', 'PROTOCOLS', 'MIN_VALIDATION_SUBJECTS', 'MIN_VALIDATION_CELLS',
+           'MAX_VALIDATION_SHARE', 'COMPLETE_MARKER', 'MAX_EXTRACTED_BYTES', 'MAX_COMPRESSION_RATIO', 'DataExistsError',
+           'CellName', 'parse_cell_name', 'index_dataset', 'dataset_of_files', 'check_known_counts', 'summarize_index',
+           'declared_size', 'check_pixel_count', 'DataValidationError', 'inspect_image', 'ValidationReport',
+           'validate_images', 'make_split', 'assert_no_shared_subjects', 'leakage_report', 'save_split', 'load_split',
+           'make_synthetic_cnmc', 'KaggleCredentialsError', 'UnsafeArchiveError', 'kaggle_credentials_found',
+           'CorruptArchiveError', 'ExtractionError', 'archive_fingerprint', 'extract_archive', 'is_extracted',
+           'download_cnmc']
 
 # %% ../nbs/01_data.ipynb #0894051d
 CLASSES = ("hem", "all") # Class names in output order: index 1 (`all`) is the positive class
@@ -399,6 +400,41 @@ def _subject_holdout(frame:pd.DataFrame, fraction:float, seed:int, tries:int=300
     test = frame["subject"].isin(held_out).to_numpy()
     return np.flatnonzero(~test), np.flatnonzero(test)
 
+MIN_VALIDATION_SUBJECTS = 2 # Subjects of each class in the validation part of a subject split, when there are enough
+MIN_VALIDATION_CELLS = 20 # Cells of each class in it, likewise
+MAX_VALIDATION_SHARE = 0.4 # The largest share of a class's cells the validation part may take
+
+def _validation_subjects(pool:pd.DataFrame, fraction:float, seed:int, tries:int=300) -> tuple[np.ndarray, np.ndarray]:
+    "Train and validation positions of a subject split's training side: whole subjects, balanced by class."
+    rng, chosen, budget = np.random.default_rng(seed), [], fraction * len(pool) / 2
+    for label, part in pool.groupby("label"):
+        sizes = part["subject"].value_counts()
+        cap = MAX_VALIDATION_SHARE * sizes.sum()
+        want_subjects = min(MIN_VALIDATION_SUBJECTS, len(sizes) - 1)
+        target = min(max(budget, MIN_VALIDATION_CELLS), cap)
+        best = (np.inf, [])
+        for _ in range(tries):  # random subject orders, the best prefix of each: seeded, so a seed is one choice
+            order = rng.permutation(sizes.index.to_numpy())
+            totals = sizes[order].cumsum().to_numpy()[:-1]  # the training side keeps at least one subject
+            for k, total in enumerate(totals[:max(1, len(totals))]):
+                short = max(0, want_subjects - (k + 1)) * 1e6 + max(0, min(MIN_VALIDATION_CELLS, cap) - total) * 1e3
+                score = short + abs(total - target) + (1e9 if total > cap and k > 0 else 0)
+                if score < best[0]: best = (score, list(order[:k + 1]))
+        chosen += best[1]
+    validation = pool["subject"].isin(chosen).to_numpy()
+    return np.flatnonzero(~validation), np.flatnonzero(validation)
+
+def _warn_thin_validation(split:pd.DataFrame):
+    "Warn, with the numbers, when a subject split's validation part is thin or lopsided."
+    part = split[split["split"].eq("val")]
+    cells = part["label"].value_counts().reindex(list(CLASSES), fill_value=0)
+    subjects = part.groupby("label")["subject"].nunique().reindex(list(CLASSES), fill_value=0)
+    if (cells < MIN_VALIDATION_CELLS).any() or (subjects < MIN_VALIDATION_SUBJECTS).any() or cells.max() > 3 * cells.min():
+        described = ", ".join(f"{label}: {cells[label]} cells of {subjects[label]} subject(s)" for label in CLASSES)
+        warnings.warn(f"The validation part of this subject split is thin or lopsided ({described}): the data has too "
+                      "few subjects of a class for more. Choices made on it (best epoch, early stopping) are noisy; "
+                      "compare runs by cross-validation (folds) rather than one split.", stacklevel=3)
+
 def _holdout(frame:pd.DataFrame, fraction:float, grouped:bool, seed:int) -> tuple[np.ndarray, np.ndarray]:
     "Train and test positions holding out about `fraction` of `frame`, by image or by subject."
     if grouped:
@@ -436,9 +472,12 @@ def make_split(index:pd.DataFrame, # Index table (problem rows are dropped)
     pool = pool.reset_index(drop=True)
     split = pd.Series("train", index=pool.index)
     if validation_fraction:
-        _, val_pos = _holdout(pool, validation_fraction, protocol != "paper", seed + 1)
+        pure = pool.groupby("subject")["label"].nunique().max() == 1
+        if protocol == "subject" and pure: _, val_pos = _validation_subjects(pool, validation_fraction, seed + 1)
+        else: _, val_pos = _holdout(pool, validation_fraction, protocol != "paper", seed + 1)
         split.iloc[val_pos] = "val"
     result = pd.concat([pool.assign(split=split.values), test.assign(split="test")], ignore_index=True)
+    if protocol == "subject" and validation_fraction: _warn_thin_validation(result)
     if protocol == "subject": assert_no_shared_subjects(result)
     return result.assign(protocol=protocol, seed=seed)
 

@@ -23,13 +23,14 @@ from .runs import RunFolder, RunFolderError
 
 # %% auto #0
 __all__ = ['METRICS', 'POSITIVE', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
-           'DISPLAY_ORDER', 'metrics_from_counts', 'compute_metrics', 'resample_weights', 'bootstrap_intervals',
-           'mcnemar', 'per_subject_accuracy', 'subject_calls', 'subject_metrics', 'plot_subjects', 'reliability_table',
-           'expected_calibration_error', 'negative_log_likelihood', 'fit_temperature', 'apply_temperature',
-           'plot_reliability', 'describe_data', 'confusion_array', 'draw_confusion', 'plot_confusion', 'plot_roc',
-           'plot_examples', 'read_config', 'data_slug', 'ScoredData', 'select_data', 'training_overlap',
-           'check_evaluation_settings', 'classification_text', 'bootstrap_groups', 'evaluate_predictions',
-           'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run']
+           'DISPLAY_ORDER', 'FOLD_METRICS', 'metrics_from_counts', 'compute_metrics', 'resample_weights',
+           'bootstrap_intervals', 'mcnemar', 'per_subject_accuracy', 'subject_calls', 'subject_metrics',
+           'plot_subjects', 'reliability_table', 'expected_calibration_error', 'negative_log_likelihood',
+           'fit_temperature', 'apply_temperature', 'plot_reliability', 'describe_data', 'confusion_array',
+           'draw_confusion', 'plot_confusion', 'plot_roc', 'plot_examples', 'read_config', 'data_slug', 'ScoredData',
+           'select_data', 'training_overlap', 'check_evaluation_settings', 'classification_text', 'bootstrap_groups',
+           'evaluate_predictions', 'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run',
+           'evaluate_folds']
 
 # %% ../nbs/04_evaluate.ipynb #c75359da
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "f1_hem", "macro_f1", "weighted_f1",
@@ -366,7 +367,8 @@ def describe_data(dataset:str, # `C-NMC`, `synthetic` or `folder`
                   data_name:str="test", # `test`, `prelim`, or the name of an evaluated folder
                  ) -> str:
     "One line naming the data source, the part scored and the split protocol, for titles and captions."
-    part = {"test": "held-out test part", "prelim": "labelled prelim set"}.get(data_name, f"folder '{data_name}'")
+    part = {"test": "held-out test part", "prelim": "labelled prelim set",
+            "oof": "every cell out-of-fold (subject cross-validation)"}.get(data_name, f"folder '{data_name}'")
     return f"{DATASET_LABELS.get(dataset, dataset)}, {part}; {SPLIT_LABELS.get(split, f'{split} split')}"
 
 # %% ../nbs/04_evaluate.ipynb #cc6134a0
@@ -748,9 +750,11 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
                  figures:bool=True, # Write the figures
                  model=None, # An already loaded model (the run's model.keras is loaded when None)
                 ) -> Evaluation:
-    "Score a run on `data` and write `<run>/eval/<data_name>/` (predictions, metrics.json, report, figures)."
+    "Score a run on `data` and write `<run>/eval/<data_name>/`; a cross-validation's folder is pooled (`evaluate_folds`)."
     check_evaluation_settings(threshold, n_boot, confidence)
     run = Path(run).expanduser().resolve()
+    if not (run/"config.json").exists() and any(run.glob("fold-*/config.json")) and str(data) in ("", "test"):
+        return evaluate_folds(run, threshold, n_boot, confidence, seed, figures, batch_size)
     config = read_config(run)
     scored = select_data(run, data, config)
     model = load_run_model(run) if model is None else model
@@ -769,3 +773,48 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
                                    scored.data_name, str(run), threshold, n_boot, confidence, seed, figures, extra)
     saved = pd.read_csv(folder/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
     return Evaluation(folder, metrics, saved, scored.problems)
+
+# %% ../nbs/04_evaluate.ipynb #fbd1cc1f
+FOLD_METRICS = ("accuracy", "weighted_f1", "balanced_accuracy", "roc_auc", "subject_accuracy") # Shown per fold
+
+def evaluate_folds(folder:str|Path, # `<outputs>/<run>/<model>/`, holding the `fold-<i>/` run folders
+                   threshold:float=0.5, # Decision threshold on P(all)
+                   n_boot:int=1000, # Bootstrap replicates
+                   confidence:float=0.95, # Interval coverage
+                   seed:int=PAPER.seed, # Bootstrap seed
+                   figures:bool=True, # Write the figures of the pooled evaluation
+                   batch_size:int=PAPER.batch_size, # Images per prediction batch (folds not evaluated yet)
+                  ) -> Evaluation:
+    "Pool the out-of-fold predictions of a subject cross-validation into `<folder>/eval/oof/`."
+    folder = Path(folder).expanduser().resolve()
+    folds = sorted(folder.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not folds: raise RunFolderError(f"{folder} holds no fold-<i> run folders: train them with train_folds or "
+                                       "`bloodcancer train --split subject --folds K`")
+    configs = [RunFolder(f).read_config() for f in folds]
+    unfinished = [f.name for f, c in zip(folds, configs) if c.get("status") != "complete"]
+    if unfinished or len(folds) != configs[0].get("folds"):
+        raise RunFolderError(f"{folder}: {len(folds)} of {configs[0].get('folds')} folds trained, unfinished: "
+                             f"{unfinished or 'none'}; finish them (train_folds resumes) before pooling")
+    pooled, per_fold = [], []
+    for number, (fold, config) in enumerate(zip(folds, configs), 1):
+        scored = RunFolder(fold).eval_dir("test")/"predictions.csv"
+        if not scored.is_file(): evaluate_run(fold, n_boot=1, figures=False, batch_size=batch_size, threshold=threshold)
+        metrics = json.loads((RunFolder(fold).eval_dir("test")/"metrics.json").read_text())
+        per_fold.append(dict(fold=number, n_images=metrics["n_images"], n_subjects=metrics["n_subjects"],
+                             **{k: metrics.get(k) for k in FOLD_METRICS}))
+        pooled.append(pd.read_csv(scored, dtype={"subject": str}, keep_default_na=False).assign(fold=number))
+    pooled = pd.concat(pooled, ignore_index=True)
+    spread = {k: dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0)
+              for k in FOLD_METRICS if (v := [f[k] for f in per_fold if f[k] is not None])}
+    first = configs[0]
+    extra = dict(folds=len(folds), per_fold=per_fold, fold_spread=spread, recipe=first.get("recipe", "paper"),
+                 image_size=first.get("image_size"), training_config={k: first.get(k) for k in (
+                     "run_name", "learning_rate", "batch_size", "epochs", "weights", "seed", "recipe")},
+                 versions=package_versions())
+    out = folder/"eval"/"oof"
+    metrics = evaluate_predictions(pooled[["path", "subject", "label", "probability"]], out, first.get("model", ""),
+                                   first.get("dataset", "folder"), "subject", "oof", str(folder), threshold, n_boot,
+                                   confidence, seed, figures, extra)
+    pd.DataFrame(per_fold).to_csv(out/"folds.csv", index=False)
+    saved = pd.read_csv(out/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
+    return Evaluation(out, metrics, saved, pd.DataFrame(columns=["path", "reason", "detail", "kept"]))

@@ -97,11 +97,17 @@ def plan_steps(profile:Profile, # What to reproduce
                  if (lr, bs) != (base.learning_rate, base.batch_size)]
     steps = [Step("01_data", "01_data.ipynb", dict(data=data, outputs=str(run_folder))),
              Step("02_preprocess", "02_preprocess.ipynb", dict(data=data, outputs=str(run_folder)))]
+    folds = profile.training.get("folds", 0)
     for model, split, overrides in runs:
-        config = _training_config(profile, model, split, run_folder, data, **overrides)
-        tag, run = f"{config.run_name}-{model}", str(run_folder/config.run_name/model)
-        steps.append(Step(f"03_train-{tag}", "03_train.ipynb", config.to_dict(), model, run))
-        steps.append(Step(f"04_evaluate-{tag}", "04_evaluate.ipynb", dict(run=run), model, run))
+        # Cross-validation (`folds`) is for subject splits: one training step per fold, one pooled evaluation.
+        each = range(1, folds + 1) if folds and split == "subject" else [0]
+        for fold in each:
+            cv = dict(folds=folds if fold else 0, fold=fold)
+            config = _training_config(profile, model, split, run_folder, data, **overrides | cv)
+            tag, run = f"{config.run_name}-{model}", run_folder/config.run_name/model
+            key = f"03_train-{tag}" + (f"-fold{fold}" if fold else "")
+            steps.append(Step(key, "03_train.ipynb", config.to_dict(), model, str(run/f"fold-{fold}" if fold else run)))
+        steps.append(Step(f"04_evaluate-{tag}", "04_evaluate.ipynb", dict(run=str(run)), model, str(run)))
     if not shard: steps.append(Step("05_figures", "05_figures.ipynb", dict(outputs=str(run_folder))))
     return steps
 
@@ -304,7 +310,7 @@ def run_steps(steps:list[Step], # From `plan_steps`
             # The report is rebuilt whenever anything it gathers ran again.
             if state.done(step.key) and not (step.kind == "figures" and ran):
                 print(f"{label}: done earlier, skipped", flush=True); continue
-            if step.kind == "evaluate" and step.key.replace("04_evaluate", "03_train") in failed:
+            if step.kind == "evaluate" and any(f.startswith(step.key.replace("04_evaluate", "03_train")) for f in failed):
                 state.record(step.key, "skipped", 0, "its training failed")
                 print(f"{label}: skipped, its training failed", flush=True); continue
             left = estimate_remaining(state, steps, [s for s in steps[number - 1:] if not state.done(s.key)])

@@ -607,6 +607,7 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
                  input_mode:str="rgb", # `rgb`, `stain` or `rgb+stain` (C-NMC comes stain-normalised already). Defaults to `rgb`.
                  epochs:tuple|None=None, # Training: (first, end) epochs in one dataset, each shuffled by its number
                  steps_per_epoch:int=0, # With `epochs`: batches per epoch (0: one pass over `frame`)
+                 class_weight:dict|None=None, # {class index: weight}: also yield each image's weight (Keras sample weights)
                 ):
     "A batched, prefetched `tf.data.Dataset` of `frame`'s images, prepared and scaled for `model_name`."
     import tensorflow as tf
@@ -637,6 +638,8 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
     data = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(onehot))) if labels else images
     if cache: data = data.cache("" if cache is True else _cache_file(cache, files, image_size, denoise, input_mode))
 
+    if class_weight is not None and not labels: raise InvalidValueError("class_weight needs labels=True")
+    weights = tf.constant([float((class_weight or {}).get(i, 1.0)) for i in range(len(CLASSES))], tf.float32)
     image_steps = tuple(n for n in augmentations if n != "mixup")
     augment = _batch_function(augment_batch, image_steps) if augment and image_steps else None
     @tf.autograph.experimental.do_not_convert
@@ -649,7 +652,9 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
             mixed = tf.numpy_function(mixup, [images, targets, batch_seed], (tf.float32, tf.float32), stateful=False)
             images, targets = tf.ensure_shape(mixed[0], images.shape), tf.ensure_shape(mixed[1], targets.shape)
         images = scale_for_model(images, scaling)
-        return (images, targets) if labels else images
+        if not labels: return images
+        if class_weight is None: return images, targets
+        return images, targets, tf.linalg.matvec(targets, weights)
     if epochs is not None: data = _epoch_batches(data, len(frame), batch_size, seed, epochs, steps_per_epoch)
     else:
         if training: data = data.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
