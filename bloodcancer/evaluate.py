@@ -17,20 +17,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, InvalidValueError, MissingFileError, UserError, package_versions
+from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write, package_versions
 from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
 from .runs import RunFolder, RunFolderError
 
 # %% auto #0
 __all__ = ['METRICS', 'POSITIVE', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
-           'DISPLAY_ORDER', 'FOLD_METRICS', 'metrics_from_counts', 'compute_metrics', 'resample_weights',
-           'bootstrap_intervals', 'mcnemar', 'per_subject_accuracy', 'subject_calls', 'subject_metrics',
-           'plot_subjects', 'reliability_table', 'expected_calibration_error', 'negative_log_likelihood',
-           'fit_temperature', 'apply_temperature', 'plot_reliability', 'describe_data', 'confusion_array',
-           'draw_confusion', 'plot_confusion', 'plot_roc', 'plot_examples', 'read_config', 'data_slug', 'ScoredData',
-           'select_data', 'training_overlap', 'check_evaluation_settings', 'classification_text', 'bootstrap_groups',
-           'evaluate_predictions', 'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run',
-           'evaluate_folds']
+           'DISPLAY_ORDER', 'INTENDED_USE', 'FOLD_METRICS', 'metrics_from_counts', 'compute_metrics',
+           'resample_weights', 'bootstrap_intervals', 'mcnemar', 'per_subject_accuracy', 'subject_calls',
+           'subject_metrics', 'plot_subjects', 'reliability_table', 'expected_calibration_error',
+           'negative_log_likelihood', 'fit_temperature', 'apply_temperature', 'plot_reliability', 'describe_data',
+           'confusion_array', 'draw_confusion', 'plot_confusion', 'plot_roc', 'plot_examples', 'read_config',
+           'data_slug', 'ScoredData', 'select_data', 'training_overlap', 'check_evaluation_settings',
+           'classification_text', 'bootstrap_groups', 'evaluate_predictions', 'load_run_model', 'predict_probabilities',
+           'Evaluation', 'evaluate_run', 'write_model_card', 'evaluate_folds']
 
 # %% ../nbs/04_evaluate.ipynb #c75359da
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "f1_hem", "macro_f1", "weighted_f1",
@@ -772,7 +772,58 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
     metrics = evaluate_predictions(predictions, folder, config.get("model", ""), scored.dataset, config.get("split", "unknown"),
                                    scored.data_name, str(run), threshold, n_boot, confidence, seed, figures, extra)
     saved = pd.read_csv(folder/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
+    write_model_card(run)
     return Evaluation(folder, metrics, saved, scored.problems)
+
+# %% ../nbs/04_evaluate.ipynb #e98c485f
+INTENDED_USE = ("Research use only: these models classify single, segmented white-blood-cell images for studying "
+                "the reproduction of a published method. They are not medical devices and must not be used to "
+                "diagnose, treat or triage anyone.") # Said by the README, the report and every model card
+
+def _card_metrics(run:Path) -> list[str]:
+    "One line per evaluation of `run`: the data scored and its main numbers with intervals."
+    lines = []
+    for path in sorted(run.glob("eval/*/metrics.json")):
+        m = json.loads(path.read_text())
+        shown = [f"{name} {100 * m[name]:.1f}% [{100 * m['intervals'][name][0]:.1f}, {100 * m['intervals'][name][1]:.1f}]"
+                 for name in ("accuracy", "weighted_f1", "balanced_accuracy") if m.get(name) is not None
+                 and (m.get("intervals") or {}).get(name)]
+        auc = f", AUROC {m['roc_auc']:.3f}" if m.get("roc_auc") is not None else ""
+        patients = f", patients called right {100 * m['subject_accuracy']:.0f}%" if m.get("subject_accuracy") is not None else ""
+        lines.append(f"- {m.get('data_description', path.parent.name)} ({m.get('n_images')} cells of "
+                     f"{m.get('n_subjects')} patients): {', '.join(shown)}{auc}{patients}")
+    return lines or ["- not evaluated yet (`bloodcancer evaluate RUN`)"]
+
+# %% ../nbs/04_evaluate.ipynb #4308e397
+def write_model_card(run:str|Path, # A run folder
+                    ) -> Path:
+    "Write (or rewrite) the run's `MODEL_CARD.md` from its config.json and evaluations; returns its path."
+    run = Path(run)
+    config = read_config(run)
+    data = DATASET_LABELS.get(config.get("dataset"), config.get("dataset", "?"))
+    weights = config.get("weights") or "random initialisation (from scratch)"
+    fold = f", fold {config['fold']} of {config['folds']}" if config.get("folds") else ""
+    lines = [f"# Model card: {config.get('model')} ({run.parent.name}/{run.name})", "",
+             "## Intended use", "", INTENDED_USE, "",
+             "## Model", "", f"- {config.get('model')}: a registry backbone with the paper's classification head "
+             f"(Shehta, Nasr & El Ghazali, Sci Rep 2025), {config.get('image_size')} px input, outputs P(hem), P(all)",
+             f"- initial weights: {weights}", f"- status: {config.get('status')}, {config.get('epochs_completed')} "
+             f"epoch(s) of {config.get('epochs')}", "",
+             "## Training data and split", "", f"- data: {data} ({config.get('data')})",
+             f"- split: {SPLIT_LABELS.get(config.get('split'), config.get('split'))}{fold}, seed {config.get('seed')}",
+             f"- images: {config.get('n_images')}", "",
+             "## Recipe and settings", "", f"- recipe: {config.get('recipe', 'paper')}; " + ", ".join(
+                 f"{k} {config.get(k)}" for k in ("augmentations", "monitor", "label_smoothing", "schedule",
+                                                   "batch_size", "learning_rate") if k in config), "",
+             "## Metrics (95% bootstrap intervals over patients)", "", *_card_metrics(run), "",
+             "## Limits", "",
+             "- Trained on C-NMC-style single-cell crops (segmented, stain-normalised, black background); other "
+             "microscopes, stains or segmentations are outside what it has seen.",
+             "- Under the paper's split, test patients were also in training: that accuracy flatters what the model "
+             "does on new patients; the subject-split numbers are the honest ones.",
+             "- Synthetic-data runs say nothing about leukemia." if config.get("dataset") == "synthetic" else
+             "- C-NMC's normal cells come from few donors; patient-level numbers rest on few patients.", ""]
+    return atomic_write(run/"MODEL_CARD.md", "\n".join(lines))
 
 # %% ../nbs/04_evaluate.ipynb #fbd1cc1f
 FOLD_METRICS = ("accuracy", "weighted_f1", "balanced_accuracy", "roc_auc", "subject_accuracy") # Shown per fold

@@ -540,5 +540,7 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
         steps_trained=int(history["steps"].sum()) if "steps" in history else None,
         model_parameters=int(net.count_params()), batch_norm_recalibration_batches=calibrated, finished=_now(),
         updated=_now(), duration_s=round(time.time() - started, 1))
+    from bloodcancer.evaluate import write_model_card  # evaluation rewrites it with its numbers
+    write_model_card(run.path)
     best = f", best val_loss {best_row['val_loss']:.4f} at epoch {best_row['epoch'] + 1:.0f}" if has_val else ""
     print(f"done: {len(history)} epoch(s){best}; model: {run.model_file}")
