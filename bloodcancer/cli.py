@@ -87,9 +87,12 @@ def _download(args) -> int:
     return 0
 
 def _train(args) -> int:
-    from bloodcancer.train import train
+    from bloodcancer.train import train, train_folds
     config = TrainConfig(**{name: getattr(args, name) for name in TrainConfig.names()})
-    print(f"run folder: {train(config)}")
+    if config.folds and not config.fold:  # every fold of the cross-validation (the complete ones are skipped)
+        folders = train_folds(config)
+        print(f"{len(folders)} folds in {folders[0].parent}; pool them: bloodcancer evaluate {folders[0].parent}")
+    else: print(f"run folder: {train(config)}")
     return 0
 
 # %% ../nbs/09_cli.ipynb #ba07191c

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'PACKAGES', 'RUN_DIRECTIVE', 'MAX_IMAGE_SIZE', 'ProjectPaths', 'project_paths',
-           'PaperConfig', 'seed_everything', 'in_colab', 'accelerators', 'package_versions', 'UserError',
-           'InvalidValueError', 'MissingFileError', 'atomic_write', 'FolderLockedError', 'FolderLock',
-           'declare_run_mode', 'option', 'docments_of', 'resolve_choices', 'TrainConfig']
+__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'PACKAGES', 'RUN_DIRECTIVE', 'RECIPES', 'MONITORS', 'SCHEDULES', 'MAX_IMAGE_SIZE',
+           'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything', 'in_colab', 'accelerators',
+           'package_versions', 'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write',
+           'FolderLockedError', 'FolderLock', 'declare_run_mode', 'option', 'docments_of', 'resolve_choices',
+           'TrainConfig']
 
 # %% ../nbs/00_core.ipynb #0ac2299d
 DATA_ENV, OUTPUTS_ENV = "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS"
@@ -282,6 +283,15 @@ def resolve_choices(choices:str|tuple|None) -> tuple|None:
     return tuple(getattr(importlib.import_module(module), name))
 
 # %% ../nbs/00_core.ipynb #4fb8df20
+RECIPES = { # Each recipe's settings: the value a TrainConfig field left None takes
+    "paper": dict(augmentations="paper", monitor="val_loss", label_smoothing=0.0, schedule="plateau"),
+    "robust": dict(augmentations="paper,stain,brightness,blur,scale", monitor="balanced_val_loss",
+                   label_smoothing=0.1, schedule="cosine"),
+}
+MONITORS = ("val_loss", "balanced_val_loss") # What picks the best epoch: the validation loss, or its class-balanced form
+SCHEDULES = ("plateau", "cosine") # Learning rate: halved on plateaus (the paper), or cosine decay over the epochs
+
+# %% ../nbs/00_core.ipynb #12c2e459
 MAX_IMAGE_SIZE = 1024 # Largest model input in pixels: C-NMC cells are 450 px, so more only costs memory
 
 @dataclass(frozen=True)
@@ -307,6 +317,14 @@ class TrainConfig:
     denoise:str = option("median", "bloodcancer.preprocess:DENOISE_METHODS") # Denoising filter
     input_mode:str = option("rgb", "bloodcancer.preprocess:INPUT_MODES") # Input channels
     verbose:int = option(1, (0, 1, 2), resume=False) # 0 silent, 1 progress bars, 2 one line per epoch
+    recipe:str = option("paper", tuple(RECIPES)) # Training recipe (`RECIPES`): the paper's, or `robust`
+    augmentations:str|None = option(None) # Comma-separated `bloodcancer.preprocess.AUGMENTATIONS`; None: the recipe's
+    monitor:str|None = option(None, MONITORS) # What picks the best epoch and drives the schedule; None: the recipe's
+    label_smoothing:float|None = option(None, minimum=0) # Label smoothing of the loss; None: the recipe's
+    schedule:str|None = option(None, SCHEDULES) # Learning-rate schedule; None: the recipe's
+    folds:int = option(0, minimum=0) # Subject k-fold cross-validation: number of folds (0: one split)
+    fold:int = option(0, minimum=0) # With `folds`: the fold held out for testing, from 1 to `folds`
+    split_file:str = option("") # A split.csv (path, label, subject, split) to train with instead of making a split
 
     def __post_init__(self):
         for f in dataclasses.fields(self): object.__setattr__(self, f.name, _field_value(f, getattr(self, f.name)))
@@ -335,6 +353,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
+    def resolved(self) -> TrainConfig:
+        "A copy with every field left None set to its recipe's value."
+        return self.replace(**{k: v for k, v in RECIPES[self.recipe].items() if getattr(self, k) is None})
+
     def _check(self):
         "The checks that involve more than one field, or the model registry."
         if not 0 < self.validation_fraction < 1:
@@ -342,6 +364,15 @@ class TrainConfig:
                                     "stopping, the learning-rate schedule and the best epoch are chosen on it")
         from bloodcancer.models import check_input_size
         check_input_size(self.model, self.image_size)
+        if self.augmentations is not None:
+            from bloodcancer.preprocess import augmentation_names
+            augmentation_names(self.augmentations)
+        if self.folds and self.split != "subject":
+            raise InvalidValueError(f"folds={self.folds} needs split='subject': cross-validation holds out patients")
+        if self.folds == 1 or self.fold > self.folds:
+            raise InvalidValueError(f"fold={self.fold} of folds={self.folds}: use folds >= 2 and a fold from 1 to folds")
+        if self.split_file and self.folds:
+            raise InvalidValueError("split_file and folds both choose the split: give one of them")
         if self.image_size > MAX_IMAGE_SIZE:
             raise InvalidValueError(f"image_size={self.image_size} is larger than {MAX_IMAGE_SIZE}: C-NMC cells are "
                                     "450 pixels, so a larger input adds no detail, only memory (the paper uses 224)")

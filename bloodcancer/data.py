@@ -22,18 +22,19 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, project_paths
+from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write, project_paths
 
 # %% auto #0
 __all__ = ['CLASSES', 'LABEL_INDEX', 'IMAGE_EXTENSIONS', 'KAGGLE_DATASET', 'PRELIM_FOLDER', 'FINAL_FOLDER', 'PRELIM_LABELS_CSV',
            'SYNTHETIC_MARKER', 'KNOWN_COUNTS', 'KNOWN_PRELIM_CLASSES', 'INDEX_COLUMNS', 'DATASET_LABELS',
-           'MAX_IMAGE_PIXELS', 'REASONS', 'PROTOCOLS', 'COMPLETE_MARKER', 'MAX_EXTRACTED_BYTES',
-           'MAX_COMPRESSION_RATIO', 'CellName', 'parse_cell_name', 'index_dataset', 'dataset_of_files',
-           'check_known_counts', 'summarize_index', 'declared_size', 'check_pixel_count', 'DataValidationError',
-           'inspect_image', 'ValidationReport', 'validate_images', 'make_split', 'assert_no_shared_subjects',
-           'leakage_report', 'save_split', 'load_split', 'make_synthetic_cnmc', 'KaggleCredentialsError',
-           'UnsafeArchiveError', 'kaggle_credentials_found', 'CorruptArchiveError', 'ExtractionError',
-           'archive_fingerprint', 'extract_archive', 'is_extracted', 'download_cnmc']
+           'MAX_IMAGE_PIXELS', 'REASONS', 'PROTOCOLS', 'MIN_VALIDATION_SUBJECTS', 'MIN_VALIDATION_CELLS',
+           'MAX_VALIDATION_SHARE', 'COMPLETE_MARKER', 'MAX_EXTRACTED_BYTES', 'MAX_COMPRESSION_RATIO', 'DataExistsError',
+           'CellName', 'parse_cell_name', 'index_dataset', 'dataset_of_files', 'check_known_counts', 'summarize_index',
+           'declared_size', 'check_pixel_count', 'DataValidationError', 'inspect_image', 'ValidationReport',
+           'validate_images', 'make_split', 'assert_no_shared_subjects', 'leakage_report', 'save_split', 'load_split',
+           'make_synthetic_cnmc', 'KaggleCredentialsError', 'UnsafeArchiveError', 'kaggle_credentials_found',
+           'CorruptArchiveError', 'ExtractionError', 'archive_fingerprint', 'extract_archive', 'is_extracted',
+           'download_cnmc']
 
 # %% ../nbs/01_data.ipynb #0894051d
 CLASSES = ("hem", "all") # Class names in output order: index 1 (`all`) is the positive class
@@ -47,6 +48,10 @@ KNOWN_COUNTS = {"fold_0": 3527, "fold_1": 3581, "fold_2": 3553, "prelim": 1867, 
 KNOWN_PRELIM_CLASSES = {"all": 1219, "hem": 648}
 INDEX_COLUMNS = ["path", "label", "subject", "source_split", "image_id", "layout", "dataset", "problem"]
 DATASET_LABELS = {"C-NMC": "C-NMC 2019", "synthetic": "SYNTHETIC cells (not C-NMC)", "folder": "a folder of images"} # How every output names the `dataset` of the index
+
+# %% ../nbs/01_data.ipynb #a10aab34
+class DataExistsError(UserError, FileExistsError):
+    "A folder that already holds data: raw data is never overwritten."
 
 # %% ../nbs/01_data.ipynb #f940c1e7
 _CELL_NAME = re.compile(r"^UID_(?P<subject>[A-Za-z]*\d+)_(?P<image>\d+)_(?P<cell>\d+)_(?P<label>all|hem)$", re.IGNORECASE)
@@ -82,7 +87,7 @@ def _read_prelim_labels(csv_paths:list[Path]) -> dict[str, tuple[str, object]]:
     for csv in csv_paths:
         frame = pd.read_csv(csv, dtype=str)
         missing = {"Patient_ID", "new_names", "labels"} - set(frame.columns)
-        if missing: raise ValueError(f"{csv}: missing column(s) {sorted(missing)}; a C-NMC prelim labels CSV has Patient_ID,new_names,labels")
+        if missing: raise InvalidValueError(f"{csv}: missing column(s) {sorted(missing)}; a C-NMC prelim labels CSV has Patient_ID,new_names,labels")
         for row in frame.itertuples(index=False):
             table[str(row.new_names).strip().lower()] = (str(row.Patient_ID).strip(), str(row.labels).strip())
     return table
@@ -139,7 +144,7 @@ def index_dataset(root:str|Path, # Folder holding a Kaggle or TCIA download, or 
                  ) -> pd.DataFrame:
     "One row per image under `root`: path, label, subject, source split, image id, layout, dataset and problem."
     root = Path(root).expanduser().resolve()
-    if not root.is_dir(): raise FileNotFoundError(f"{root} is not a folder: pass the folder of a C-NMC download or one with all/ and hem/ subfolders")
+    if not root.is_dir(): raise MissingFileError(f"{root} is not a folder: pass the folder of a C-NMC download or one with all/ and hem/ subfolders")
     scan = _scan(root)
     prelim_labels = _read_prelim_labels(scan.label_csvs)
     rows = []
@@ -280,7 +285,7 @@ def check_pixel_count(image, # An image file, a binary file object holding one, 
                          "(bloodcancer.data.MAX_IMAGE_PIXELS); not decoded")
 
 # %% ../nbs/01_data.ipynb #c5d07b50
-class DataValidationError(ValueError):
+class DataValidationError(UserError, ValueError):
     "Raised when images fail validation under the `fail` policy."
 
 REASONS = ("empty file", "not an image", "too large", "truncated or corrupt", "grayscale", "RGBA", "unexpected size",
@@ -342,9 +347,9 @@ def validate_images(index:pd.DataFrame, # An index table from `index_dataset`
                     max_pixels:int|None=None, # Most pixels an image may have. Defaults to `MAX_IMAGE_PIXELS`.
                    ) -> ValidationReport:
     "Open every image of `index` once and report the ones that would break or mislead training."
-    if policy not in ("skip", "fail"): raise ValueError(f"policy={policy!r}: use 'skip' (drop problem files) or 'fail' (raise)")
+    if policy not in ("skip", "fail"): raise InvalidValueError(f"policy={policy!r}: use 'skip' (drop problem files) or 'fail' (raise)")
     unknown = set(tolerate) - set(REASONS)
-    if unknown: raise ValueError(f"tolerate={sorted(unknown)} names unknown reasons; known reasons are: {', '.join(REASONS)}")
+    if unknown: raise InvalidValueError(f"tolerate={sorted(unknown)} names unknown reasons; known reasons are: {', '.join(REASONS)}")
     start = time.perf_counter()
     workers = workers or 2 * (os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
@@ -373,7 +378,7 @@ def _grouped_folds(frame:pd.DataFrame, n_folds:int, seed:int) -> list[tuple[np.n
     from sklearn.model_selection import StratifiedGroupKFold
     per_class = _subjects_per_class(frame)
     if (per_class < n_folds).any():
-        raise ValueError(f"A subject split into {n_folds} folds needs at least {n_folds} subjects of each class; "
+        raise InvalidValueError(f"A subject split into {n_folds} folds needs at least {n_folds} subjects of each class; "
                          f"this data has {per_class.to_dict()}. Use fewer folds, a larger test fraction, or the 'paper' protocol.")
     return list(StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(frame, frame["label"], frame["subject"]))
 
@@ -383,7 +388,7 @@ def _subject_holdout(frame:pd.DataFrame, fraction:float, seed:int, tries:int=300
     for label, part in frame.groupby("label"):
         sizes = part["subject"].value_counts()
         if len(sizes) < 2:
-            raise ValueError(f"A subject split needs at least 2 subjects of class {label!r} (one per side); this data has "
+            raise InvalidValueError(f"A subject split needs at least 2 subjects of class {label!r} (one per side); this data has "
                              f"{len(sizes)}. Use the 'paper' protocol, or add data.")
         target, best = fraction * sizes.sum(), (np.inf, None)
         for _ in range(tries):  # random subject orders, the best prefix of each: seeded, so a seed is one split
@@ -394,6 +399,41 @@ def _subject_holdout(frame:pd.DataFrame, fraction:float, seed:int, tries:int=300
         held_out += list(best[1])
     test = frame["subject"].isin(held_out).to_numpy()
     return np.flatnonzero(~test), np.flatnonzero(test)
+
+MIN_VALIDATION_SUBJECTS = 2 # Subjects of each class in the validation part of a subject split, when there are enough
+MIN_VALIDATION_CELLS = 20 # Cells of each class in it, likewise
+MAX_VALIDATION_SHARE = 0.4 # The largest share of a class's cells the validation part may take
+
+def _validation_subjects(pool:pd.DataFrame, fraction:float, seed:int, tries:int=300) -> tuple[np.ndarray, np.ndarray]:
+    "Train and validation positions of a subject split's training side: whole subjects, balanced by class."
+    rng, chosen, budget = np.random.default_rng(seed), [], fraction * len(pool) / 2
+    for label, part in pool.groupby("label"):
+        sizes = part["subject"].value_counts()
+        cap = MAX_VALIDATION_SHARE * sizes.sum()
+        want_subjects = min(MIN_VALIDATION_SUBJECTS, len(sizes) - 1)
+        target = min(max(budget, MIN_VALIDATION_CELLS), cap)
+        best = (np.inf, [])
+        for _ in range(tries):  # random subject orders, the best prefix of each: seeded, so a seed is one choice
+            order = rng.permutation(sizes.index.to_numpy())
+            totals = sizes[order].cumsum().to_numpy()[:-1]  # the training side keeps at least one subject
+            for k, total in enumerate(totals[:max(1, len(totals))]):
+                short = max(0, want_subjects - (k + 1)) * 1e6 + max(0, min(MIN_VALIDATION_CELLS, cap) - total) * 1e3
+                score = short + abs(total - target) + (1e9 if total > cap and k > 0 else 0)
+                if score < best[0]: best = (score, list(order[:k + 1]))
+        chosen += best[1]
+    validation = pool["subject"].isin(chosen).to_numpy()
+    return np.flatnonzero(~validation), np.flatnonzero(validation)
+
+def _warn_thin_validation(split:pd.DataFrame):
+    "Warn, with the numbers, when a subject split's validation part is thin or lopsided."
+    part = split[split["split"].eq("val")]
+    cells = part["label"].value_counts().reindex(list(CLASSES), fill_value=0)
+    subjects = part.groupby("label")["subject"].nunique().reindex(list(CLASSES), fill_value=0)
+    if (cells < MIN_VALIDATION_CELLS).any() or (subjects < MIN_VALIDATION_SUBJECTS).any() or cells.max() > 3 * cells.min():
+        described = ", ".join(f"{label}: {cells[label]} cells of {subjects[label]} subject(s)" for label in CLASSES)
+        warnings.warn(f"The validation part of this subject split is thin or lopsided ({described}): the data has too "
+                      "few subjects of a class for more. Choices made on it (best epoch, early stopping) are noisy; "
+                      "compare runs by cross-validation (folds) rather than one split.", stacklevel=3)
 
 def _holdout(frame:pd.DataFrame, fraction:float, grouped:bool, seed:int) -> tuple[np.ndarray, np.ndarray]:
     "Train and test positions holding out about `fraction` of `frame`, by image or by subject."
@@ -415,26 +455,29 @@ def make_split(index:pd.DataFrame, # Index table (problem rows are dropped)
                fold:int=0, # `subject` with `n_folds`: which fold is the test side
               ) -> pd.DataFrame:
     "The labelled rows of `index` with a `split` column (`train`, `val`, `test`) under `protocol`."
-    if protocol not in PROTOCOLS: raise ValueError(f"Unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if protocol not in PROTOCOLS: raise InvalidValueError(f"Unknown split protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     usable = index[index["problem"].eq("") & index["label"].isin(CLASSES)].reset_index(drop=True)
     if protocol == "official":
         pool, test = usable[usable["source_split"].str.startswith("fold_")], usable[usable["source_split"].eq("prelim")]
         if pool.empty or test.empty:
-            raise ValueError("The 'official' split needs the training folds and the labelled prelim set (a Kaggle or TCIA download); "
+            raise InvalidValueError("The 'official' split needs the training folds and the labelled prelim set (a Kaggle or TCIA download); "
                              f"this index has {sorted(usable['source_split'].unique())}. Use 'paper' or 'subject'.")
     else:
         usable = usable[usable["source_split"].ne("prelim")].reset_index(drop=True)
         if protocol == "subject" and n_folds:
-            if not 0 <= fold < n_folds: raise ValueError(f"fold={fold} is out of range for {n_folds} folds (0 to {n_folds - 1})")
+            if not 0 <= fold < n_folds: raise InvalidValueError(f"fold={fold} is out of range for {n_folds} folds (0 to {n_folds - 1})")
             train_pos, test_pos = _grouped_folds(usable, n_folds, seed)[fold]
         else: train_pos, test_pos = _holdout(usable, test_fraction, protocol == "subject", seed)
         pool, test = usable.iloc[train_pos], usable.iloc[test_pos]
     pool = pool.reset_index(drop=True)
     split = pd.Series("train", index=pool.index)
     if validation_fraction:
-        _, val_pos = _holdout(pool, validation_fraction, protocol != "paper", seed + 1)
+        pure = pool.groupby("subject")["label"].nunique().max() == 1
+        if protocol == "subject" and pure: _, val_pos = _validation_subjects(pool, validation_fraction, seed + 1)
+        else: _, val_pos = _holdout(pool, validation_fraction, protocol != "paper", seed + 1)
         split.iloc[val_pos] = "val"
     result = pd.concat([pool.assign(split=split.values), test.assign(split="test")], ignore_index=True)
+    if protocol == "subject" and validation_fraction: _warn_thin_validation(result)
     if protocol == "subject": assert_no_shared_subjects(result)
     return result.assign(protocol=protocol, seed=seed)
 
@@ -460,9 +503,11 @@ def save_split(split:pd.DataFrame, # From `make_split`
                folder:str|Path, # Where `split.csv` and `leakage.json` are written
               ) -> Path:
     "Write the split (path, label, subject, split, ...) and its leakage report to `folder`; return the CSV path."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    split.to_csv(folder/"split.csv", index=False)
-    (folder/"leakage.json").write_text(json.dumps(leakage_report(split), indent=2))
+    folder = Path(folder)
+    buffer = io.StringIO()
+    split.to_csv(buffer, index=False)
+    atomic_write(folder/"split.csv", buffer.getvalue())
+    atomic_write(folder/"leakage.json", json.dumps(leakage_report(split), indent=2))
     return folder/"split.csv"
 
 def load_split(path:str|Path) -> pd.DataFrame:
@@ -534,7 +579,7 @@ def make_synthetic_cnmc(dest:str|Path, # Folder to write; `C-NMC_Leukemia/` is c
     import cv2
     dest = Path(dest).expanduser().resolve()
     root = dest/"C-NMC_Leukemia"
-    if root.exists(): raise FileExistsError(f"{root} already exists: choose an empty folder (raw data is never overwritten)")
+    if root.exists(): raise DataExistsError(f"{root} already exists: choose an empty folder (raw data is never overwritten)")
     rng = np.random.default_rng(seed)
 
     def write_cells(subject:str, label:str, n:int, naming) -> list[tuple[Path, str]]:
@@ -580,10 +625,10 @@ def make_synthetic_cnmc(dest:str|Path, # Folder to write; `C-NMC_Leukemia/` is c
     return dest
 
 # %% ../nbs/01_data.ipynb #e07d0f31
-class KaggleCredentialsError(RuntimeError):
+class KaggleCredentialsError(UserError, RuntimeError):
     "Raised when a Kaggle download is asked for without Kaggle credentials."
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(UserError, ValueError):
     "Raised for an archive that must not be extracted: a member outside the target, or a zip bomb (over the limits)."
 
 COMPLETE_MARKER = ".bloodcancer-extracted.json"
@@ -619,10 +664,10 @@ import hashlib
 import zlib
 from functools import lru_cache
 
-class CorruptArchiveError(ValueError):
+class CorruptArchiveError(UserError, ValueError):
     "Raised for an archive whose data is damaged (a bad CRC-32, broken compressed data)."
 
-class ExtractionError(RuntimeError):
+class ExtractionError(UserError, RuntimeError):
     "Raised when the operating system refuses to write the data: a read-only folder, a full disk, no permission."
 
 _CNMC_BMP_BYTES = 54 + 450 * (450 * 3 + 2) # A 450 x 450 24-bit BMP: header and rows padded to 4 bytes (608,454 bytes)
@@ -716,10 +761,10 @@ def extract_archive(archive:str|Path, # A zip file, such as Kaggle's leukemia-cl
     if is_extracted(target):
         if is_extracted(target, archive): return target
         recorded = json.loads((target/COMPLETE_MARKER).read_text())
-        raise FileExistsError(f"{target} holds the extraction of {recorded.get('archive', 'another archive')} (sha256 "
+        raise DataExistsError(f"{target} holds the extraction of {recorded.get('archive', 'another archive')} (sha256 "
                               f"{str(recorded.get('sha256', 'not recorded'))[:12]}), not of {archive} (sha256 "
                               f"{fingerprint['sha256'][:12]}): pass another target, or remove that folder first")
-    if target.exists(): raise FileExistsError(f"{target} exists but is not a complete extraction by bloodcancer; move it away or pass another target")
+    if target.exists(): raise DataExistsError(f"{target} exists but is not a complete extraction by bloodcancer; move it away or pass another target")
     partial, needed = target.parent/f".partial-{target.name}", 0
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -768,7 +813,7 @@ def _data_folder(data:str|Path|None) -> Path:
     folder = project_paths(data=data).data
     try: folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError as error:
-        raise FileExistsError(f"{error.filename} is a file, not a folder: pass a data folder (--data / data=)") \
+        raise DataExistsError(f"{error.filename} is a file, not a folder: pass a data folder (--data / data=)") \
             from None
     except OSError as error: raise _os_error(error, "Creating the data folder") from None
     return folder
@@ -781,8 +826,8 @@ def download_cnmc(source:str|Path="kaggle", # "kaggle", a downloaded zip, or an 
     if str(source) != "kaggle":
         source = Path(source).expanduser()
         if source.is_dir(): return source.resolve()
-        if not source.is_file(): raise FileNotFoundError(f"{source} does not exist: pass 'kaggle', a zip file or a folder")
-        if not zipfile.is_zipfile(source): raise ValueError(f"{source} is not a zip archive: pass the Kaggle zip or an extracted folder")
+        if not source.is_file(): raise MissingFileError(f"{source} does not exist: pass 'kaggle', a zip file or a folder")
+        if not zipfile.is_zipfile(source): raise InvalidValueError(f"{source} is not a zip archive: pass the Kaggle zip or an extracted folder")
         target = _data_folder(data)/f"cnmc-{archive_fingerprint(source)['sha256'][:8]}"
         return extract_archive(source, target, progress)
     target = _data_folder(data)/"cnmc"
@@ -791,5 +836,5 @@ def download_cnmc(source:str|Path="kaggle", # "kaggle", a downloaded zip, or an 
     downloads = target.parent/"downloads"; downloads.mkdir(exist_ok=True)
     api.dataset_download_files(KAGGLE_DATASET, path=str(downloads), quiet=not progress, unzip=False)
     archives = sorted(downloads.glob("*.zip"))
-    if not archives: raise RuntimeError(f"The Kaggle download of {KAGGLE_DATASET} left no zip in {downloads}")
+    if not archives: raise UserError(f"The Kaggle download of {KAGGLE_DATASET} left no zip in {downloads}")
     return extract_archive(archives[-1], target, progress)

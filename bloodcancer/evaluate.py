@@ -17,19 +17,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, UserError, package_versions
+from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write, package_versions
 from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
 from .runs import RunFolder, RunFolderError
 
 # %% auto #0
 __all__ = ['METRICS', 'POSITIVE', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
-           'DISPLAY_ORDER', 'metrics_from_counts', 'compute_metrics', 'resample_weights', 'bootstrap_intervals',
-           'mcnemar', 'per_subject_accuracy', 'subject_calls', 'subject_metrics', 'plot_subjects', 'reliability_table',
-           'expected_calibration_error', 'negative_log_likelihood', 'fit_temperature', 'apply_temperature',
-           'plot_reliability', 'describe_data', 'confusion_array', 'draw_confusion', 'plot_confusion', 'plot_roc',
-           'plot_examples', 'read_config', 'data_slug', 'ScoredData', 'select_data', 'training_overlap',
-           'check_evaluation_settings', 'classification_text', 'bootstrap_groups', 'evaluate_predictions',
-           'load_run_model', 'predict_probabilities', 'Evaluation', 'evaluate_run']
+           'DISPLAY_ORDER', 'INTENDED_USE', 'FOLD_METRICS', 'metrics_from_counts', 'compute_metrics',
+           'resample_weights', 'bootstrap_intervals', 'mcnemar', 'per_subject_accuracy', 'subject_calls',
+           'subject_metrics', 'plot_subjects', 'reliability_table', 'expected_calibration_error',
+           'negative_log_likelihood', 'fit_temperature', 'apply_temperature', 'plot_reliability', 'describe_data',
+           'confusion_array', 'draw_confusion', 'plot_confusion', 'plot_roc', 'plot_examples', 'read_config',
+           'data_slug', 'ScoredData', 'select_data', 'training_overlap', 'check_evaluation_settings',
+           'classification_text', 'bootstrap_groups', 'evaluate_predictions', 'load_run_model', 'predict_probabilities',
+           'Evaluation', 'evaluate_run', 'write_model_card', 'evaluate_folds']
 
 # %% ../nbs/04_evaluate.ipynb #c75359da
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "f1_hem", "macro_f1", "weighted_f1",
@@ -71,9 +72,9 @@ def _as_arrays(y_true, prob) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     if y.dtype.kind in "OUS": y = pd.Series(y).map(LABEL_INDEX).to_numpy()
     y, prob = np.asarray(y, float), np.asarray(prob, float)
-    if y.shape != prob.shape or y.ndim != 1: raise ValueError(f"y_true {y.shape} and prob {prob.shape} must be 1-D and the same length")
-    if np.isnan(y).any() or not np.isin(y, (0, 1)).all(): raise ValueError(f"y_true must hold only {CLASSES} or 0/1 (all = 1)")
-    if np.isnan(prob).any() or (prob < 0).any() or (prob > 1).any(): raise ValueError("prob must be probabilities of `all` in [0, 1]")
+    if y.shape != prob.shape or y.ndim != 1: raise InvalidValueError(f"y_true {y.shape} and prob {prob.shape} must be 1-D and the same length")
+    if np.isnan(y).any() or not np.isin(y, (0, 1)).all(): raise InvalidValueError(f"y_true must hold only {CLASSES} or 0/1 (all = 1)")
+    if np.isnan(prob).any() or (prob < 0).any() or (prob > 1).any(): raise InvalidValueError("prob must be probabilities of `all` in [0, 1]")
     return y.astype(np.int64), prob
 
 def _replicate_metrics(y:np.ndarray, prob:np.ndarray, weights:np.ndarray, threshold:float) -> dict:
@@ -153,7 +154,7 @@ def mcnemar(y_true, # True classes of the images both models scored
     "McNemar's test of two classifiers on paired predictions: counts of discordant images, statistic and p-value."
     from scipy import stats
     y, a, b = (np.asarray(pd.Series(np.asarray(v)).map(lambda s: LABEL_INDEX.get(s, s)), int) for v in (y_true, pred_a, pred_b))
-    if not len(y) == len(a) == len(b): raise ValueError(f"McNemar needs paired predictions: {len(y)} labels, {len(a)} and {len(b)} predictions")
+    if not len(y) == len(a) == len(b): raise InvalidValueError(f"McNemar needs paired predictions: {len(y)} labels, {len(a)} and {len(b)} predictions")
     a_right, b_right = a == y, b == y
     only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
     discordant = only_a + only_b
@@ -262,7 +263,7 @@ def reliability_table(y_true, # True classes: `hem`/`all` or 0/1
     "Per bin of P(all): its edges, cells, mean P(all) and share of `all` cells (NaN in empty bins)."
     y, prob = _as_arrays(y_true, prob)
     if int(n_bins) != n_bins or n_bins < 1:
-        raise ValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
+        raise InvalidValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
     n_bins = int(n_bins)
     bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # [k/n, (k+1)/n); 1.0 goes to the last bin
     count = np.bincount(bins, minlength=n_bins)
@@ -307,10 +308,10 @@ def fit_temperature(y_true, # True classes of validation cells: `hem`/`all` or 0
     y, prob = _as_arrays(y_true, prob)
     if len(set(y.tolist())) < 2:
         found = f"all of class {CLASSES[y[0]]}" if len(y) else "none"
-        raise ValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, {found}): "
+        raise InvalidValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, {found}): "
                          "fit it on a validation set that holds `all` and `hem` cells")
     low, high = bounds
-    if not 0 < low < high < np.inf: raise ValueError(f"bounds={bounds!r}: give 0 < lowest < highest temperature")
+    if not 0 < low < high < np.inf: raise InvalidValueError(f"bounds={bounds!r}: give 0 < lowest < highest temperature")
     logit = _logit(prob)
     if not logit.any(): return 1.0  # every P(all) is 0.5: no temperature changes anything
     def nll(log_t):
@@ -326,9 +327,9 @@ def apply_temperature(prob, # P(all) per cell (any shape)
     from scipy.special import expit
     prob = np.asarray(prob, np.float64)
     if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r}: a temperature is a positive number "
+        raise InvalidValueError(f"temperature={temperature!r}: a temperature is a positive number "
                          "(1 leaves probabilities as they are)")
-    if ((prob < 0) | (prob > 1)).any(): raise ValueError("prob must be probabilities of `all` in [0, 1]")
+    if ((prob < 0) | (prob > 1)).any(): raise InvalidValueError("prob must be probabilities of `all` in [0, 1]")
     if temperature == 1: return prob.copy()
     return expit(_logit(prob) / temperature)
 
@@ -366,7 +367,8 @@ def describe_data(dataset:str, # `C-NMC`, `synthetic` or `folder`
                   data_name:str="test", # `test`, `prelim`, or the name of an evaluated folder
                  ) -> str:
     "One line naming the data source, the part scored and the split protocol, for titles and captions."
-    part = {"test": "held-out test part", "prelim": "labelled prelim set"}.get(data_name, f"folder '{data_name}'")
+    part = {"test": "held-out test part", "prelim": "labelled prelim set",
+            "oof": "every cell out-of-fold (subject cross-validation)"}.get(data_name, f"folder '{data_name}'")
     return f"{DATASET_LABELS.get(dataset, dataset)}, {part}; {SPLIT_LABELS.get(split, f'{split} split')}"
 
 # %% ../nbs/04_evaluate.ipynb #cc6134a0
@@ -491,7 +493,7 @@ def _run_data_folder(config:dict, run:Path) -> Path:
     for key in ("data_path", "data_root", "data"):
         value = config.get(key)
         if value and Path(str(value)).expanduser().is_dir(): return Path(str(value)).expanduser()
-    raise FileNotFoundError(f"The data folder of {run} (config.json data={config.get('data')!r}) is not on this machine; "
+    raise MissingFileError(f"The data folder of {run} (config.json data={config.get('data')!r}) is not on this machine; "
                             "pass the folder to evaluate instead of 'prelim'")
 
 def select_data(run:str|Path, # Run folder
@@ -506,9 +508,9 @@ def select_data(run:str|Path, # Run folder
         if not (run/"split.csv").is_file(): raise RunFolderError(f"{run} has no split.csv: the held-out test split is unknown")
         split = load_split(run)
         test = split[split["split"].eq("test")].reset_index(drop=True)
-        if test.empty: raise ValueError(f"{run/'split.csv'} has no test rows")
+        if test.empty: raise InvalidValueError(f"{run/'split.csv'} has no test rows")
         absent = test.loc[~test["path"].map(lambda p: Path(p).is_file()), "path"]
-        if len(absent): raise FileNotFoundError(f"{len(absent)} of the {len(test)} test images of {run/'split.csv'} are not on this "
+        if len(absent): raise MissingFileError(f"{len(absent)} of the {len(test)} test images of {run/'split.csv'} are not on this "
                                                 f"machine (first: {absent.iloc[0]}); evaluate where the data is, or pass its folder as data")
         dataset = config.get("dataset") or (test["dataset"].iloc[0] if "dataset" in test else "folder")
         return ScoredData(test, "test", dataset, str(run/"split.csv"), no_problems)
@@ -517,7 +519,7 @@ def select_data(run:str|Path, # Run folder
         index = index_dataset(folder)
         prelim = index[index["source_split"].eq("prelim")]
         if prelim["label"].eq("").all():
-            raise ValueError(f"{folder} has no labelled prelim set (C-NMC_test_prelim_phase_data with its labels CSV); "
+            raise InvalidValueError(f"{folder} has no labelled prelim set (C-NMC_test_prelim_phase_data with its labels CSV); "
                              "evaluate the run's test split (data='') or a folder instead")
         return _validated(prelim, "prelim", str(folder))
     folder = Path(data).expanduser().resolve()
@@ -532,7 +534,7 @@ def _validated(index:pd.DataFrame, data_name:str, source:str) -> ScoredData:
     labelled = clean[clean["label"].isin(CLASSES)].reset_index(drop=True)
     unlabelled = int(clean["label"].eq("").sum())
     if labelled.empty:
-        raise ValueError(f"{source}: no labelled image to score ({len(index)} found, {len(report.problems)} with problems, "
+        raise InvalidValueError(f"{source}: no labelled image to score ({len(index)} found, {len(report.problems)} with problems, "
                          f"{unlabelled} unlabelled). Put cells in all/ and hem/ subfolders, or use prediction for unlabelled cells.")
     dataset = str(index["dataset"].iloc[0])
     return ScoredData(labelled, data_name, dataset, source, report.problems, unlabelled)
@@ -556,13 +558,13 @@ def check_evaluation_settings(threshold:float=0.5, # Decision threshold on P(all
                              ):
     "Raise a `ValueError` naming the value and the fix when an evaluation setting is out of range."
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
-        raise ValueError(f"threshold={threshold!r} is not a probability: give a decision threshold on P(all) in [0, 1] "
+        raise InvalidValueError(f"threshold={threshold!r} is not a probability: give a decision threshold on P(all) in [0, 1] "
                          "(0.5 is the paper's argmax; a run's threshold.json holds one chosen on validation cells)")
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot={n_boot!r}: give a whole number of bootstrap replicates, at least 1 "
+        raise InvalidValueError(f"n_boot={n_boot!r}: give a whole number of bootstrap replicates, at least 1 "
                          "(1000 gives stable 95% intervals)")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.number)) or not 0 < confidence < 1:
-        raise ValueError(f"confidence={confidence!r}: give the interval coverage as a fraction strictly between "
+        raise InvalidValueError(f"confidence={confidence!r}: give the interval coverage as a fraction strictly between "
                          "0 and 1, e.g. 0.95 for 95% intervals")
 
 # %% ../nbs/04_evaluate.ipynb #72257a0f
@@ -748,9 +750,11 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
                  figures:bool=True, # Write the figures
                  model=None, # An already loaded model (the run's model.keras is loaded when None)
                 ) -> Evaluation:
-    "Score a run on `data` and write `<run>/eval/<data_name>/` (predictions, metrics.json, report, figures)."
+    "Score a run on `data` and write `<run>/eval/<data_name>/`; a cross-validation's folder is pooled (`evaluate_folds`)."
     check_evaluation_settings(threshold, n_boot, confidence)
     run = Path(run).expanduser().resolve()
+    if not (run/"config.json").exists() and any(run.glob("fold-*/config.json")) and str(data) in ("", "test"):
+        return evaluate_folds(run, threshold, n_boot, confidence, seed, figures, batch_size)
     config = read_config(run)
     scored = select_data(run, data, config)
     model = load_run_model(run) if model is None else model
@@ -768,4 +772,100 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
     metrics = evaluate_predictions(predictions, folder, config.get("model", ""), scored.dataset, config.get("split", "unknown"),
                                    scored.data_name, str(run), threshold, n_boot, confidence, seed, figures, extra)
     saved = pd.read_csv(folder/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
+    write_model_card(run)
     return Evaluation(folder, metrics, saved, scored.problems)
+
+# %% ../nbs/04_evaluate.ipynb #e98c485f
+INTENDED_USE = ("Research use only: these models classify single, segmented white-blood-cell images for studying "
+                "the reproduction of a published method. They are not medical devices and must not be used to "
+                "diagnose, treat or triage anyone.") # Said by the README, the report and every model card
+
+def _card_metrics(run:Path) -> list[str]:
+    "One line per evaluation of `run`: the data scored and its main numbers with intervals."
+    lines = []
+    for path in sorted(run.glob("eval/*/metrics.json")):
+        m = json.loads(path.read_text())
+        shown = [f"{name} {100 * m[name]:.1f}% [{100 * m['intervals'][name][0]:.1f}, {100 * m['intervals'][name][1]:.1f}]"
+                 for name in ("accuracy", "weighted_f1", "balanced_accuracy") if m.get(name) is not None
+                 and (m.get("intervals") or {}).get(name)]
+        auc = f", AUROC {m['roc_auc']:.3f}" if m.get("roc_auc") is not None else ""
+        patients = f", patients called right {100 * m['subject_accuracy']:.0f}%" if m.get("subject_accuracy") is not None else ""
+        lines.append(f"- {m.get('data_description', path.parent.name)} ({m.get('n_images')} cells of "
+                     f"{m.get('n_subjects')} patients): {', '.join(shown)}{auc}{patients}")
+    return lines or ["- not evaluated yet (`bloodcancer evaluate RUN`)"]
+
+# %% ../nbs/04_evaluate.ipynb #4308e397
+def write_model_card(run:str|Path, # A run folder
+                    ) -> Path:
+    "Write (or rewrite) the run's `MODEL_CARD.md` from its config.json and evaluations; returns its path."
+    run = Path(run)
+    config = read_config(run)
+    data = DATASET_LABELS.get(config.get("dataset"), config.get("dataset", "?"))
+    weights = config.get("weights") or "random initialisation (from scratch)"
+    fold = f", fold {config['fold']} of {config['folds']}" if config.get("folds") else ""
+    lines = [f"# Model card: {config.get('model')} ({run.parent.name}/{run.name})", "",
+             "## Intended use", "", INTENDED_USE, "",
+             "## Model", "", f"- {config.get('model')}: a registry backbone with the paper's classification head "
+             f"(Shehta, Nasr & El Ghazali, Sci Rep 2025), {config.get('image_size')} px input, outputs P(hem), P(all)",
+             f"- initial weights: {weights}", f"- status: {config.get('status')}, {config.get('epochs_completed')} "
+             f"epoch(s) of {config.get('epochs')}", "",
+             "## Training data and split", "", f"- data: {data} ({config.get('data')})",
+             f"- split: {SPLIT_LABELS.get(config.get('split'), config.get('split'))}{fold}, seed {config.get('seed')}",
+             f"- images: {config.get('n_images')}", "",
+             "## Recipe and settings", "", f"- recipe: {config.get('recipe', 'paper')}; " + ", ".join(
+                 f"{k} {config.get(k)}" for k in ("augmentations", "monitor", "label_smoothing", "schedule",
+                                                   "batch_size", "learning_rate") if k in config), "",
+             "## Metrics (95% bootstrap intervals over patients)", "", *_card_metrics(run), "",
+             "## Limits", "",
+             "- Trained on C-NMC-style single-cell crops (segmented, stain-normalised, black background); other "
+             "microscopes, stains or segmentations are outside what it has seen.",
+             "- Under the paper's split, test patients were also in training: that accuracy flatters what the model "
+             "does on new patients; the subject-split numbers are the honest ones.",
+             "- Synthetic-data runs say nothing about leukemia." if config.get("dataset") == "synthetic" else
+             "- C-NMC's normal cells come from few donors; patient-level numbers rest on few patients.", ""]
+    return atomic_write(run/"MODEL_CARD.md", "\n".join(lines))
+
+# %% ../nbs/04_evaluate.ipynb #fbd1cc1f
+FOLD_METRICS = ("accuracy", "weighted_f1", "balanced_accuracy", "roc_auc", "subject_accuracy") # Shown per fold
+
+def evaluate_folds(folder:str|Path, # `<outputs>/<run>/<model>/`, holding the `fold-<i>/` run folders
+                   threshold:float=0.5, # Decision threshold on P(all)
+                   n_boot:int=1000, # Bootstrap replicates
+                   confidence:float=0.95, # Interval coverage
+                   seed:int=PAPER.seed, # Bootstrap seed
+                   figures:bool=True, # Write the figures of the pooled evaluation
+                   batch_size:int=PAPER.batch_size, # Images per prediction batch (folds not evaluated yet)
+                  ) -> Evaluation:
+    "Pool the out-of-fold predictions of a subject cross-validation into `<folder>/eval/oof/`."
+    folder = Path(folder).expanduser().resolve()
+    folds = sorted(folder.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not folds: raise RunFolderError(f"{folder} holds no fold-<i> run folders: train them with train_folds or "
+                                       "`bloodcancer train --split subject --folds K`")
+    configs = [RunFolder(f).read_config() for f in folds]
+    unfinished = [f.name for f, c in zip(folds, configs) if c.get("status") != "complete"]
+    if unfinished or len(folds) != configs[0].get("folds"):
+        raise RunFolderError(f"{folder}: {len(folds)} of {configs[0].get('folds')} folds trained, unfinished: "
+                             f"{unfinished or 'none'}; finish them (train_folds resumes) before pooling")
+    pooled, per_fold = [], []
+    for number, (fold, config) in enumerate(zip(folds, configs), 1):
+        scored = RunFolder(fold).eval_dir("test")/"predictions.csv"
+        if not scored.is_file(): evaluate_run(fold, n_boot=1, figures=False, batch_size=batch_size, threshold=threshold)
+        metrics = json.loads((RunFolder(fold).eval_dir("test")/"metrics.json").read_text())
+        per_fold.append(dict(fold=number, n_images=metrics["n_images"], n_subjects=metrics["n_subjects"],
+                             **{k: metrics.get(k) for k in FOLD_METRICS}))
+        pooled.append(pd.read_csv(scored, dtype={"subject": str}, keep_default_na=False).assign(fold=number))
+    pooled = pd.concat(pooled, ignore_index=True)
+    spread = {k: dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0)
+              for k in FOLD_METRICS if (v := [f[k] for f in per_fold if f[k] is not None])}
+    first = configs[0]
+    extra = dict(folds=len(folds), per_fold=per_fold, fold_spread=spread, recipe=first.get("recipe", "paper"),
+                 image_size=first.get("image_size"), training_config={k: first.get(k) for k in (
+                     "run_name", "learning_rate", "batch_size", "epochs", "weights", "seed", "recipe")},
+                 versions=package_versions())
+    out = folder/"eval"/"oof"
+    metrics = evaluate_predictions(pooled[["path", "subject", "label", "probability"]], out, first.get("model", ""),
+                                   first.get("dataset", "folder"), "subject", "oof", str(folder), threshold, n_boot,
+                                   confidence, seed, figures, extra)
+    pd.DataFrame(per_fold).to_csv(out/"folds.csv", index=False)
+    saved = pd.read_csv(out/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
+    return Evaluation(out, metrics, saved, pd.DataFrame(columns=["path", "reason", "detail", "kept"]))

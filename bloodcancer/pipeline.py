@@ -5,6 +5,7 @@
 # %% ../nbs/08_pipeline.ipynb #ca46e836
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -22,9 +23,10 @@ from .models import PAPER_MODELS, model_spec
 from .runs import RunFolder
 
 # %% auto #0
-__all__ = ['PROFILES', 'REPRODUCE_OVERRIDES', 'Profile', 'Step', 'parse_shard', 'plan_steps', 'notebooks_folder',
-           'choose_profile', 'resolve_data', 'StepConsole', 'execute_step', 'save_executed_notebook', 'PipelineState',
-           'estimate_remaining', 'run_steps', 'summarize', 'reproduce']
+__all__ = ['PROFILES', 'STEP_OVERHEAD_SECONDS', 'REPRODUCE_OVERRIDES', 'Profile', 'Step', 'parse_shard', 'plan_steps',
+           'notebooks_folder', 'choose_profile', 'resolve_data', 'StepConsole', 'StepKernel', 'execute_step',
+           'save_executed_notebook', 'PipelineState', 'estimate_remaining', 'run_steps', 'machine_gflops',
+           'estimate_seconds', 'hardware', 'WouldTakeTooLongError', 'summarize', 'reproduce']
 
 # %% ../nbs/08_pipeline.ipynb #eaa96c5e
 @dataclass(frozen=True)
@@ -96,11 +98,17 @@ def plan_steps(profile:Profile, # What to reproduce
                  if (lr, bs) != (base.learning_rate, base.batch_size)]
     steps = [Step("01_data", "01_data.ipynb", dict(data=data, outputs=str(run_folder))),
              Step("02_preprocess", "02_preprocess.ipynb", dict(data=data, outputs=str(run_folder)))]
+    folds = profile.training.get("folds", 0)
     for model, split, overrides in runs:
-        config = _training_config(profile, model, split, run_folder, data, **overrides)
-        tag, run = f"{config.run_name}-{model}", str(run_folder/config.run_name/model)
-        steps.append(Step(f"03_train-{tag}", "03_train.ipynb", config.to_dict(), model, run))
-        steps.append(Step(f"04_evaluate-{tag}", "04_evaluate.ipynb", dict(run=run), model, run))
+        # Cross-validation (`folds`) is for subject splits: one training step per fold, one pooled evaluation.
+        each = range(1, folds + 1) if folds and split == "subject" else [0]
+        for fold in each:
+            cv = dict(folds=folds if fold else 0, fold=fold)
+            config = _training_config(profile, model, split, run_folder, data, **overrides | cv)
+            tag, run = f"{config.run_name}-{model}", run_folder/config.run_name/model
+            key = f"03_train-{tag}" + (f"-fold{fold}" if fold else "")
+            steps.append(Step(key, "03_train.ipynb", config.to_dict(), model, str(run/f"fold-{fold}" if fold else run)))
+        steps.append(Step(f"04_evaluate-{tag}", "04_evaluate.ipynb", dict(run=str(run)), model, str(run)))
     if not shard: steps.append(Step("05_figures", "05_figures.ipynb", dict(outputs=str(run_folder))))
     return steps
 
@@ -159,26 +167,62 @@ def _kernel_environment() -> dict:
     return os.environ | {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
                          "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::DeprecationWarning")}
 
+# %% ../nbs/08_pipeline.ipynb #3c3fe714
+# Marked `#| run` so that a notebook's run mode, still active from the step before, lets it through.
+_RESET = """#| run
+%reset -f
+import gc, sys
+from bloodcancer.core import declare_run_mode
+declare_run_mode(True)  # back to the default until the next notebook declares its mode
+if "tf_keras" in sys.modules: sys.modules["tf_keras"].backend.clear_session()
+gc.collect()
+"""
+
+class StepKernel:
+    "A Python kernel that runs the steps of a reproduction one after another, its own output going to `log`."
+    def __init__(self, cwd:Path, log:Path): self.cwd, self.log, self.manager, self._output = Path(cwd), Path(log), None, None
+
+    def start(self):
+        from jupyter_client.manager import KernelManager
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._output = open(self.log, "a")
+        self.manager = KernelManager(kernel_name="python3")
+        self.manager.start_kernel(stdout=self._output, stderr=self._output, cwd=str(self.cwd), env=_kernel_environment())
+
+    def prepare(self, label:str):
+        "Start the kernel, or clear what the previous step left in it; note `label` in the log."
+        if self.manager is None or not self.manager.is_alive(): self.start()
+        else:
+            client = self.manager.client()
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=120)
+                client.execute_interactive(_RESET, store_history=False, timeout=120, output_hook=lambda message: None)
+            finally: client.stop_channels()
+        self._output.write(f"--- {datetime.now().isoformat(timespec='seconds')} {label}\n"); self._output.flush()
+
+    def close(self):
+        if self.manager is not None and self.manager.has_kernel: self.manager.shutdown_kernel(now=True)
+        if self._output is not None: self._output.close()
+        self.manager = self._output = None
+
+# %% ../nbs/08_pipeline.ipynb #0aca85d6
 def execute_step(step:Step, # The step
                  notebooks:Path, # Folder of the source notebooks
                  executed:Path, # Where the executed notebook goes
                  console:StepConsole, # Where the cells' output goes
-                 log:Path, # File for what the kernel process itself prints
+                 kernel:StepKernel, # The kernel to run it in
                 ):
-    "Execute one step with papermill in a fresh kernel whose own output goes to `log`."
+    "Execute one step with papermill in `kernel` (restarted afresh when the step fails)."
     import papermill
-    from jupyter_client.manager import KernelManager
-    log.parent.mkdir(parents=True, exist_ok=True)
-    manager = KernelManager(kernel_name="python3")
-    with open(log, "a") as kernel_output:
-        kernel_output.write(f"--- {datetime.now().isoformat(timespec='seconds')} {step.key}\n"); kernel_output.flush()
-        manager.start_kernel(stdout=kernel_output, stderr=kernel_output, cwd=str(notebooks), env=_kernel_environment())
-        try:
-            papermill.execute_notebook(str(notebooks/step.notebook), str(executed), parameters=step.parameters,
-                                       kernel_name="python3", progress_bar=False, cwd=str(notebooks), km=manager,
-                                       stdout_file=console, stderr_file=console if console.verbose else None)
-        finally:
-            manager.shutdown_kernel(now=True)
+    kernel.prepare(step.key)
+    try:
+        papermill.execute_notebook(str(notebooks/step.notebook), str(executed), parameters=step.parameters,
+                                   kernel_name="python3", progress_bar=False, cwd=str(notebooks), km=kernel.manager,
+                                   stdout_file=console, stderr_file=console if console.verbose else None)
+    except BaseException:
+        kernel.close()
+        raise
 
 # %% ../nbs/08_pipeline.ipynb #d4e5afa1
 def _error_line(error:BaseException) -> str:
@@ -233,13 +277,16 @@ def estimate_remaining(state:PipelineState, # The reproduction's state
                        steps:list[Step], # All its steps
                        remaining:list[Step], # The steps still to run
                       ) -> float|None:
-    "Seconds the `remaining` steps will take, or None while a kind among them has no finished step to learn from."
-    rates = {}
-    for kind in {s.kind for s in remaining}:
+    "Seconds the `remaining` steps will take; None while no step of a kind among them (or no training) has finished."
+    rates, other = {}, []
+    for kind in {s.kind for s in steps}:
         done = [(state.steps[s.key]["seconds"], _workload(s)) for s in steps if s.kind == kind and state.done(s.key)]
-        if not done: return None
-        rates[kind] = sum(seconds for seconds, _ in done) / sum(work for _, work in done)
-    return sum(rates[s.kind] * _workload(s) for s in remaining)
+        if done: rates[kind] = sum(seconds for seconds, _ in done) / sum(work for _, work in done)
+        if kind != "train": other += [seconds for seconds, _ in done]
+    if any(s.kind == "train" for s in remaining) and "train" not in rates: return None
+    if not other and any(s.kind not in rates for s in remaining): return None
+    # A kind not seen yet (the report, say) is taken to cost what the other steps besides training cost.
+    return sum(rates[s.kind] * _workload(s) if s.kind in rates else sum(other) / len(other) for s in remaining)
 
 def _clock(seconds:float) -> str:
     seconds = int(seconds)
@@ -250,12 +297,13 @@ def run_steps(steps:list[Step], # From `plan_steps`
               run_folder:Path, # `outputs/<run>`: holds pipeline.json, notebooks/ and logs/
               notebooks:Path|None=None, # Source notebooks; None: the project's nbs/
               verbose:bool=False, # Stream all the notebooks' output, not only the epoch lines
-              execute=None, # Function (step, notebooks, executed, console, log) running one step; None: papermill
+              execute=None, # Function (step, notebooks, executed, console, kernel) running one step; None: papermill
              ) -> dict:
     "Run the steps not yet done, recording each; returns the state of every step."
     notebooks, execute = notebooks or notebooks_folder(), execute or execute_step
     (run_folder/"notebooks").mkdir(parents=True, exist_ok=True)
-    with FolderLock(run_folder, "pipeline.lock", purpose="bloodcancer reproduce"):
+    kernel = StepKernel(notebooks, run_folder/"logs"/"kernels.log")
+    with FolderLock(run_folder, "pipeline.lock", purpose="bloodcancer reproduce"), contextlib.closing(kernel):
         state, start, ran, failed = PipelineState(run_folder/"pipeline.json"), time.perf_counter(), 0, set()
         state.check_settings(steps)
         for number, step in enumerate(steps, 1):
@@ -263,7 +311,7 @@ def run_steps(steps:list[Step], # From `plan_steps`
             # The report is rebuilt whenever anything it gathers ran again.
             if state.done(step.key) and not (step.kind == "figures" and ran):
                 print(f"{label}: done earlier, skipped", flush=True); continue
-            if step.kind == "evaluate" and step.key.replace("04_evaluate", "03_train") in failed:
+            if step.kind == "evaluate" and any(f.startswith(step.key.replace("04_evaluate", "03_train")) for f in failed):
                 state.record(step.key, "skipped", 0, "its training failed")
                 print(f"{label}: skipped, its training failed", flush=True); continue
             left = estimate_remaining(state, steps, [s for s in steps[number - 1:] if not state.done(s.key)])
@@ -271,7 +319,7 @@ def run_steps(steps:list[Step], # From `plan_steps`
                   f"{'estimating' if left is None else f'~{_clock(left)} left'}", flush=True)
             executed, began = run_folder/"notebooks"/f"{step.key}.ipynb", time.perf_counter()
             try:
-                execute(step, notebooks, executed, StepConsole("    ", verbose), run_folder/"logs"/"kernels.log")
+                execute(step, notebooks, executed, StepConsole("    ", verbose), kernel)
                 state.record(step.key, "done", time.perf_counter() - began, parameters=step.parameters)
             except KeyboardInterrupt: raise
             except Exception as error:
@@ -282,6 +330,72 @@ def run_steps(steps:list[Step], # From `plan_steps`
             if step.kind == "train": save_executed_notebook(executed, step.run)
             ran += 1
     return {s.key: state.steps.get(s.key, {}) for s in steps}
+
+# %% ../nbs/08_pipeline.ipynb #1ca3f13f
+def machine_gflops(seconds:float=1.5, # How long to measure
+                  ) -> float:
+    "Billions of floating-point operations a second this machine delivers training a small convolutional network."
+    import tensorflow as tf
+    import tf_keras as keras
+    layers, size, batch = keras.layers, 64, 16
+    widths = ((3, 32, 1), (32, 64, 2), (64, 128, 2))  # (in, out, stride) of 3x3 convolutions
+    model = keras.Sequential([keras.Input((size, size, 3))] + [layers.Conv2D(o, 3, strides=s, padding="same",
+                             activation="relu") for _, o, s in widths] + [layers.GlobalAveragePooling2D(), layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(1e-3), keras.losses.CategoricalCrossentropy(from_logits=True))
+    images, labels = tf.random.uniform((batch, size, size, 3)), tf.one_hot(tf.zeros(batch, tf.int32), 2)
+    flops, side = 0, size
+    for cin, cout, stride in widths: side //= stride; flops += 2 * side * side * 9 * cin * cout
+    for _ in range(2): model.train_on_batch(images, labels)  # tracing and warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds: model.train_on_batch(images, labels); done += 1
+    return 3 * flops * batch * done / (time.perf_counter() - start) / 1e9
+
+# %% ../nbs/08_pipeline.ipynb #96ee7a18
+STEP_OVERHEAD_SECONDS = 5 # Each step's own cost besides training (kernel work, figures, files), on a small machine
+
+def estimate_seconds(steps:list[Step], # From `plan_steps`
+                     n_images:int, # Labelled cells of the data (about 70% train, 30% are scored)
+                     gflops:float, # This machine's speed (`machine_gflops`)
+                    ) -> float:
+    "An upper estimate of the reproduction's seconds: every epoch trained, every cell scored once per evaluation."
+    total = 0.0
+    for step in steps:
+        total += STEP_OVERHEAD_SECONDS
+        if step.kind != "train": continue
+        p = step.parameters
+        per_image = 2e9 * model_spec(p["model"]).gmacs * (p["image_size"] / 224) ** 2 / (gflops * 1e9)
+        share = (1 - 1 / p["folds"]) if p.get("folds") else 0.7
+        total += per_image * n_images * (3 * share * p["epochs"] + 1)  # training passes, then scoring the rest
+    return total
+
+# %% ../nbs/08_pipeline.ipynb #3bdee08e
+def hardware() -> str:
+    "This machine in a few words: its GPUs, or its CPU cores (imports TensorFlow)."
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus: return f"CPU only ({os.cpu_count()} cores)"
+    names = {tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus}
+    return f"{len(gpus)} GPU(s): {', '.join(sorted(names))}"
+
+# %% ../nbs/08_pipeline.ipynb #19e9d7e4
+class WouldTakeTooLongError(UserError, RuntimeError):
+    "`auto` chose the paper's full run on a machine that would take too long for it."
+
+def _check_duration(profile:str, chosen:Profile, steps:list[Step], data:str) -> float:
+    "Print the estimate; refuse when `auto` chose the paper profile on a machine without a GPU."
+    from bloodcancer.data import KNOWN_COUNTS, index_dataset
+    labelled = sum(v for k, v in KNOWN_COUNTS.items() if k.startswith("fold"))
+    if Path(data).is_dir(): labelled = int(index_dataset(data)["label"].isin(("all", "hem")).sum()) or labelled
+    where, speed = hardware(), machine_gflops()
+    seconds = estimate_seconds(steps, labelled, speed)
+    print(f"estimate: at most ~{_clock(seconds)} on this machine ({where}, ~{speed:.0f} GFLOP/s), "
+          f"{len(steps)} steps, {labelled:,} labelled cells", flush=True)
+    if profile == "auto" and chosen.name == "paper" and where.startswith("CPU"):
+        raise WouldTakeTooLongError(
+            f"auto chose the paper profile (real data was found), which would take about {_clock(seconds)} "
+            f"(hours:minutes:seconds) here, on {where}. Run it on a GPU, or choose: `--profile paper` to run it here "
+            "anyway, or `--profile demo` (add `--data PATH` for the demo's small settings on your data).")
+    return seconds
 
 # %% ../nbs/08_pipeline.ipynb #d3e213fc
 def summarize(state:dict, run_folder:Path) -> str:
@@ -325,6 +439,7 @@ def reproduce(profile:str="paper", # `paper`, `demo` or `auto`
     run_folder = paths.outputs/(run_name or chosen.name)
     plan_steps(chosen, run_folder, "data", models, grid, parse_shard(shard))  # every setting checked before any work
     steps = plan_steps(chosen, run_folder, resolve_data(chosen, data, paths.data), models, grid, parse_shard(shard))
+    _check_duration(profile, chosen, steps, steps[0].parameters["data"])
     print(f"reproduction '{run_folder.name}' ({chosen.name} profile): {len(steps)} steps into {run_folder}", flush=True)
     state = run_steps(steps, run_folder, verbose=verbose)
     print(summarize(state, run_folder))

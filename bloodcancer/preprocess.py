@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, project_paths
+from .core import PAPER, InvalidValueError, project_paths
+from .models import model_spec
 from .data import CLASSES, LABEL_INDEX, DataValidationError, ValidationReport, dataset_of_files
 
 # %% auto #0
@@ -31,18 +32,14 @@ __all__ = ['INPUT_SCALINGS', 'DENOISE_METHODS', 'BACKGROUND_LEVEL', 'INPUT_MODES
 
 # %% ../nbs/02_preprocess.ipynb #14769048
 INPUT_SCALINGS = ("0-255", "-1..1", "caffe")
-_FAMILY_SCALING = {"resnetrs": "0-255", "regnet": "0-255", "convnext": "0-255", "efficientnet": "0-255",
-                   "alexnet": "0-255", "inception": "-1..1", "xception": "-1..1", "vgg": "caffe"}
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 
-def input_scaling(model_name:str, # A registry model name such as `ResNetRS50` or `VGG19`
+def input_scaling(model_name:str, # A registry model name or alias such as `ResNetRS50` or `VGG19`
                  ) -> str:
-    "Which pixel scaling `model_name` expects: `0-255`, `-1..1` or `caffe`."
-    key = model_name.lower().replace("_", "").replace("-", "")
-    for family, scaling in _FAMILY_SCALING.items():
-        if key.startswith(family): return scaling
-    raise ValueError(f"No input contract for model {model_name!r}; known families: {', '.join(_FAMILY_SCALING)}")
+    "Which pixel scaling `model_name` expects (`0-255`, `-1..1` or `caffe`): its registry entry's contract."
+    return model_spec(model_name).input_scaling
 
+# %% ../nbs/02_preprocess.ipynb #e6d6d6d3
 def scale_for_model(images, # Float images in 0-255, RGB, shape (..., H, W, 3): a NumPy array or a tensor
                     scaling:str, # From `input_scaling`
                    ):
@@ -50,7 +47,7 @@ def scale_for_model(images, # Float images in 0-255, RGB, shape (..., H, W, 3): 
     if scaling == "0-255": return images
     if scaling == "-1..1": return images / 127.5 - 1.0
     if scaling == "caffe": return images[..., ::-1] - _CAFFE_MEAN_BGR
-    raise ValueError(f"Unknown input scaling {scaling!r}; use one of {INPUT_SCALINGS}")
+    raise InvalidValueError(f"Unknown input scaling {scaling!r}; use one of {INPUT_SCALINGS}")
 
 # %% ../nbs/02_preprocess.ipynb #4feaaaf7
 def _read_failure(path) -> DataValidationError:
@@ -79,12 +76,12 @@ def resize_image(image:np.ndarray, # Image array (H, W, C)
 DENOISE_METHODS = ("none", "gaussian", "median", "wavelet")
 
 def _check_choice(value:str, choices:tuple, name:str):
-    if value not in choices: raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    if value not in choices: raise InvalidValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
 
 def _as_rgb_uint8(image) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"Expected an RGB uint8 image of shape (H, W, 3) as load_image returns, got {image.dtype} {image.shape}")
+        raise InvalidValueError(f"Expected an RGB uint8 image of shape (H, W, 3) as load_image returns, got {image.dtype} {image.shape}")
     return image
 
 def denoise_image(image:np.ndarray, # RGB uint8 image (H, W, 3)
@@ -210,7 +207,7 @@ def augment_images(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
     "Randomly flip, rotate (any angle, black fill) and contrast-jitter each image of a batch; uint8, same shape."
     images = np.ascontiguousarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"Expected a batch of RGB uint8 images (B, H, W, 3), got {images.dtype} {images.shape}")
+        raise InvalidValueError(f"Expected a batch of RGB uint8 images (B, H, W, 3), got {images.dtype} {images.shape}")
     rng = np.random.default_rng(np.atleast_1d(np.asarray(seed, np.int64)).view(np.uint64))
     n, height, width = images.shape[:3]
     angles, flips, factors = rng.uniform(0, 360, n), rng.random((n, 2)) < 0.5, rng.uniform(*contrast_range, n)
@@ -237,7 +234,7 @@ def augmentation_names(augmentations, # Names from `AUGMENTATIONS`: a sequence, 
     names = [n.strip() for n in augmentations.split(",")] if isinstance(augmentations, str) else list(augmentations)
     names = [n for n in names if n != ""]
     unknown = [n for n in names if n not in AUGMENTATIONS]
-    if unknown: raise ValueError(f"augmentations {unknown} are unknown: choose from {', '.join(AUGMENTATIONS)}")
+    if unknown: raise InvalidValueError(f"augmentations {unknown} are unknown: choose from {', '.join(AUGMENTATIONS)}")
     return tuple(n for n in AUGMENTATIONS if n in names)
 
 def _augmentation_rng(seed, name:str) -> np.random.Generator:
@@ -248,7 +245,7 @@ def _augmentation_rng(seed, name:str) -> np.random.Generator:
 def _as_batch(images) -> np.ndarray:
     images = np.ascontiguousarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"Expected a batch of RGB uint8 images (B, H, W, 3), got {images.dtype} {images.shape}")
+        raise InvalidValueError(f"Expected a batch of RGB uint8 images (B, H, W, 3), got {images.dtype} {images.shape}")
     return images
 
 def _log_uniform(rng:np.random.Generator, bounds:tuple, n:int) -> np.ndarray:
@@ -394,8 +391,8 @@ def mixup(images:np.ndarray, # Batch of images (B, H, W, C), any number type
     "Each image and its label blended with a random partner's by the same weight; float32 images and labels."
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.float32)
     if len(images) != len(labels):
-        raise ValueError(f"mixup needs one label per image: {len(images)} images, {len(labels)} labels")
-    if not alpha > 0: raise ValueError(f"alpha={alpha}: mixup's Beta distribution needs alpha > 0, e.g. {MIXUP_ALPHA}")
+        raise InvalidValueError(f"mixup needs one label per image: {len(images)} images, {len(labels)} labels")
+    if not alpha > 0: raise InvalidValueError(f"alpha={alpha}: mixup's Beta distribution needs alpha > 0, e.g. {MIXUP_ALPHA}")
     rng = _augmentation_rng(seed, "mixup")
     weight = rng.beta(alpha, alpha, len(images)).astype(np.float32)
     partner = rng.permutation(len(images))
@@ -426,7 +423,7 @@ def augmentation_figure(paths:list, # Image files, one row each (4 read best)
     "Save a figure of every augmentation on the cells at `paths` and return its path."
     import matplotlib.pyplot as plt
     paths = [Path(p) for p in paths]
-    if not paths: raise ValueError("paths is empty: pass the image files to show")
+    if not paths: raise InvalidValueError("paths is empty: pass the image files to show")
     out = Path(out) if out is not None else project_paths().outputs/"augmentations.png"
     if out.is_dir() or not out.suffix: out = out/"augmentations.png"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -468,13 +465,13 @@ def augmentation_figure(paths:list, # Image files, one row each (4 read best)
 def labels_of(frame:pd.DataFrame) -> np.ndarray:
     "Class indices (`hem` 0, `all` 1) of the rows of an index or split table."
     unknown = sorted(set(frame["label"]) - set(CLASSES))
-    if unknown: raise ValueError(f"Labels {unknown} are not C-NMC classes {CLASSES}: validate the index first (bloodcancer.data.validate_images)")
+    if unknown: raise InvalidValueError(f"Labels {unknown} are not C-NMC classes {CLASSES}: validate the index first (bloodcancer.data.validate_images)")
     return frame["label"].map(LABEL_INDEX).to_numpy(np.int64)
 
 def class_weights(frame:pd.DataFrame) -> dict[int, float]:
     "Keras `class_weight` that balances the classes of `frame` (n / (2 * n_class))."
     counts = np.bincount(labels_of(frame), minlength=len(CLASSES))
-    if (counts == 0).any(): raise ValueError(f"Class counts {dict(zip(CLASSES, counts.tolist()))}: both classes are needed to train")
+    if (counts == 0).any(): raise InvalidValueError(f"Class counts {dict(zip(CLASSES, counts.tolist()))}: both classes are needed to train")
     return {i: float(counts.sum() / (len(CLASSES) * c)) for i, c in enumerate(counts)}
 
 # %% ../nbs/02_preprocess.ipynb #b1af568a
@@ -584,7 +581,7 @@ def _epoch_batches(data, n_images:int, batch_size:int, seed:int, epochs:tuple, s
     "Epochs `first..end-1` of `data` as one dataset of (batch, augmentation seed), each epoch shuffled by its number."
     import tensorflow as tf
     first, end = (int(e) for e in epochs)
-    if not 0 <= first < end: raise ValueError(f"epochs={epochs}: give (first, end) with 0 <= first < end")
+    if not 0 <= first < end: raise InvalidValueError(f"epochs={epochs}: give (first, end) with 0 <= first < end")
     steps = steps_per_epoch or -(-n_images // batch_size)
     buffer = min(n_images, SHUFFLE_BUFFER)
     def one_epoch(epoch:int):
@@ -610,21 +607,22 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
                  input_mode:str="rgb", # `rgb`, `stain` or `rgb+stain` (C-NMC comes stain-normalised already). Defaults to `rgb`.
                  epochs:tuple|None=None, # Training: (first, end) epochs in one dataset, each shuffled by its number
                  steps_per_epoch:int=0, # With `epochs`: batches per epoch (0: one pass over `frame`)
+                 class_weight:dict|None=None, # {class index: weight}: also yield each image's weight (Keras sample weights)
                 ):
     "A batched, prefetched `tf.data.Dataset` of `frame`'s images, prepared and scaled for `model_name`."
     import tensorflow as tf
     scaling = input_scaling(model_name)
     _check_choice(denoise, DENOISE_METHODS, "denoise")
     _check_choice(input_mode, INPUT_MODES, "input_mode")
-    if len(frame) == 0: raise ValueError("frame has no rows: there are no images to build a dataset from")
+    if len(frame) == 0: raise InvalidValueError("frame has no rows: there are no images to build a dataset from")
     missing = {"path"} | ({"label"} if labels else set())
     missing -= set(frame.columns)
-    if missing: raise ValueError(f"frame has no {' or '.join(sorted(missing))} column: pass an index or split table"
+    if missing: raise InvalidValueError(f"frame has no {' or '.join(sorted(missing))} column: pass an index or split table"
                                  + (" (or labels=False for images without labels)" if "label" in missing else ""))
     augment = training if augment is None else augment
     augmentations = augmentation_names(augmentations)
     mix = augment and "mixup" in augmentations
-    if mix and not labels: raise ValueError("augmentations include 'mixup', which mixes labels: it needs labels=True")
+    if mix and not labels: raise InvalidValueError("augmentations include 'mixup', which mixes labels: it needs labels=True")
     if training: frame = frame.iloc[np.random.default_rng(seed).permutation(len(frame))]
     onehot = tf.one_hot(labels_of(frame), len(CLASSES)) if labels else None
     files = check_readable(frame)
@@ -640,6 +638,8 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
     data = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(onehot))) if labels else images
     if cache: data = data.cache("" if cache is True else _cache_file(cache, files, image_size, denoise, input_mode))
 
+    if class_weight is not None and not labels: raise InvalidValueError("class_weight needs labels=True")
+    weights = tf.constant([float((class_weight or {}).get(i, 1.0)) for i in range(len(CLASSES))], tf.float32)
     image_steps = tuple(n for n in augmentations if n != "mixup")
     augment = _batch_function(augment_batch, image_steps) if augment and image_steps else None
     @tf.autograph.experimental.do_not_convert
@@ -652,7 +652,9 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
             mixed = tf.numpy_function(mixup, [images, targets, batch_seed], (tf.float32, tf.float32), stateful=False)
             images, targets = tf.ensure_shape(mixed[0], images.shape), tf.ensure_shape(mixed[1], targets.shape)
         images = scale_for_model(images, scaling)
-        return (images, targets) if labels else images
+        if not labels: return images
+        if class_weight is None: return images, targets
+        return images, targets, tf.linalg.matvec(targets, weights)
     if epochs is not None: data = _epoch_batches(data, len(frame), batch_size, seed, epochs, steps_per_epoch)
     else:
         if training: data = data.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
@@ -670,7 +672,7 @@ def preprocessing_figure(paths:list, # Image files, one row of the figure each (
     "Save a figure of the preprocessing steps on the cells at `paths` and return its path."
     import matplotlib.pyplot as plt
     paths = [Path(p) for p in paths]
-    if not paths: raise ValueError("paths is empty: pass the image files to show")
+    if not paths: raise InvalidValueError("paths is empty: pass the image files to show")
     out = Path(out) if out is not None else project_paths().outputs/"preprocessing_steps.png"
     if out.is_dir() or not out.suffix: out = out/"preprocessing_steps.png"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,9 +22,10 @@ __all__ = ['RESUME_FACTS', 'default_run_name', 'check_run_name', 'RunFolderError
 def default_run_name(dataset:str, # `dataset` of the index: C-NMC, synthetic or folder
                      split:str, # Split protocol
                      seed:int, # Seed
+                     folds:int=0, # Folds of a cross-validation (0: none)
                     ) -> str:
-    "The run name used when none is given: `<dataset>-<split>-seed<seed>`."
-    return f"{dataset}-{split}-seed{seed}"
+    "The run name used when none is given: `<dataset>-<split>-seed<seed>`, or `<dataset>-<split>-cv<k>-seed<seed>`."
+    return f"{dataset}-{split}{f'-cv{folds}' if folds else ''}-seed{seed}"
 
 # %% ../nbs/02b_runs.ipynb #213612ee
 def check_run_name(run_name:str) -> str:
@@ -60,9 +61,10 @@ class RunFolder:
     def eval_dir(self, data_name:str="test") -> Path: return self.path/"eval"/data_name
 
     @classmethod
-    def of(cls, outputs:str|Path|None, run_name:str, model:str) -> RunFolder:
-        "The run folder of `model` in run `run_name` under `outputs` (\"\" or None: the project's outputs folder)."
-        return cls(project_paths(outputs=outputs or None).outputs/check_run_name(run_name)/model)
+    def of(cls, outputs:str|Path|None, run_name:str, model:str, fold:int=0) -> RunFolder:
+        "The run folder of `model` in run `run_name` under `outputs` (\"\" or None: the project's), or of its fold."
+        folder = project_paths(outputs=outputs or None).outputs/check_run_name(run_name)/model
+        return cls(folder/f"fold-{fold}" if fold else folder)
 
     def exists(self) -> bool: return self.config_file.is_file()
 

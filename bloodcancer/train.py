@@ -23,8 +23,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 import bloodcancer
-from .core import (PAPER, InvalidValueError, PaperConfig, TrainConfig, UserError, atomic_write,
-                              declare_run_mode, package_versions, seed_everything)
+from .core import (PAPER, InvalidValueError, MissingFileError, PaperConfig, TrainConfig, UserError,
+                              atomic_write, package_versions, project_paths, seed_everything)
 from .data import CLASSES, DATASET_LABELS, download_cnmc, index_dataset, make_split, validate_images
 from .models import build_model, load_weights_file, model_spec, resolve_weights, save_model
 from .preprocess import class_weights, make_dataset
@@ -32,9 +32,9 @@ from .runs import RunFolder, check_run, default_run_name
 
 # %% auto #0
 __all__ = ['choose_strategy', 'make_strategy', 'data_fingerprint', 'git_commit', 'ResumableEarlyStopping',
-           'ResumableReduceLROnPlateau', 'BestCheckpoint', 'RandomState', 'epoch_line', 'RunHistory',
-           'data_description', 'curves_title', 'plot_training_curves', 'recalibrate_batch_norm', 'backed_up_epochs',
-           'train']
+           'ResumableReduceLROnPlateau', 'BestCheckpoint', 'RandomState', 'epoch_line', 'current_learning_rate',
+           'RunHistory', 'data_description', 'curves_title', 'plot_training_curves', 'recalibrate_batch_norm',
+           'backed_up_epochs', 'train', 'train_folds']
 
 # %% ../nbs/03_train.ipynb #3135e107
 def _tpu_present() -> bool:
@@ -193,6 +193,13 @@ def epoch_line(row:dict, # One row of history.csv
     return f"epoch {int(row['epoch']) + 1}/{epochs}: {', '.join(shown)} ({row['steps']} steps, {row['seconds']:.1f} s)"
 
 # %% ../nbs/03_train.ipynb #60782abc
+def current_learning_rate(optimizer) -> float:
+    "The optimizer's learning rate now (a schedule's value at the current step)."
+    rate = optimizer.learning_rate
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule): rate = rate(optimizer.iterations)
+    return float(keras.backend.get_value(rate))
+
+# %% ../nbs/03_train.ipynb #ba4407be
 class RunHistory(keras.callbacks.Callback):
     "Record each epoch in the run folder: a row of history.csv (with `steps` and `seconds`), `epochs_completed`."
     def __init__(self, run:RunFolder, epochs:int, print_epochs:bool=False):
@@ -206,7 +213,7 @@ class RunHistory(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         row = dict(epoch=epoch, steps=self.steps, seconds=round(time.perf_counter() - self.started, 3))
         row |= {k: float(v) for k, v in (logs or {}).items()}
-        row["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+        row["lr"] = current_learning_rate(self.model.optimizer)
         self.run.append_history(row)
         self.run.update_config(epochs_completed=epoch + 1, updated=_now())
         if self.print_epochs: print(epoch_line(row, self.epochs), flush=True)
@@ -276,11 +283,31 @@ def _subsample(index:pd.DataFrame, max_images:int, seed:int) -> pd.DataFrame:
 
 # %% ../nbs/03_train.ipynb #285a054b
 def _split_for(index:pd.DataFrame, config:TrainConfig) -> pd.DataFrame:
-    "Validate the images (bad files left out, reported) and split them."
+    "Validate the images (bad files left out, reported) and split them (or read the given split file)."
+    if config.split_file: return _split_from_file(config.split_file)
     report = validate_images(index, policy="skip", tolerate=("grayscale", "RGBA"), expected_size=None)
     print(report.describe(limit=10))
     images = _subsample(report.clean, config.max_images, config.seed)
-    return make_split(images, config.split, seed=config.seed, validation_fraction=config.validation_fraction)
+    fold = dict(n_folds=config.folds, fold=config.fold - 1) if config.folds else {}
+    return make_split(images, config.split, seed=config.seed, validation_fraction=config.validation_fraction, **fold)
+
+# %% ../nbs/03_train.ipynb #242bd55b
+def _split_from_file(path:str) -> pd.DataFrame:
+    "A split made elsewhere (a split.csv of another run, or your own): checked before anything trains."
+    path = Path(path).expanduser()
+    if not path.is_file(): raise MissingFileError(f"split_file={str(path)!r} does not exist: pass a split.csv")
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"path", "label", "subject", "split"} - set(rows.columns)
+    if missing: raise InvalidValueError(f"{path} has no {', '.join(sorted(missing))} column: a split.csv has path, "
+                                        "label, subject and split (train, val or test)")
+    parts = set(rows["split"])
+    if not {"train", "val"} <= parts or parts - {"train", "val", "test"}:
+        raise InvalidValueError(f"{path}: its split column holds {sorted(parts)}; it needs train and val rows "
+                                "(and may have test rows), nothing else")
+    absent = rows.loc[~rows["path"].map(lambda p: Path(p).is_file()), "path"]
+    if len(absent): raise MissingFileError(f"{len(absent)} images of {path} are not on this machine (first: "
+                                           f"{absent.iloc[0]}); make the split where the data is")
+    return rows.assign(protocol=rows.get("protocol", "file"), seed=rows.get("seed", "0"))
 
 # %% ../nbs/03_train.ipynb #0dd1c594
 def _paper_config(config:TrainConfig) -> PaperConfig:
@@ -338,11 +365,11 @@ def _callbacks(run:RunFolder, chief:bool, first_epoch:int, paper:PaperConfig, co
     earlier = run.read_history()
     best_so_far = float(earlier[paper.monitor].min()) if resuming and paper.monitor in earlier else np.inf
     replay = run if resuming else None
-    callbacks = [
-        ResumableReduceLROnPlateau(monitor=paper.monitor, factor=paper.reduce_lr_factor,
-                                   patience=paper.reduce_lr_patience, verbose=int(config.verbose > 0), run=replay),
-        ResumableEarlyStopping(monitor=paper.monitor, patience=paper.early_stopping_patience,
-                               restore_best_weights=True, verbose=int(config.verbose > 0), run=replay)]
+    callbacks = [ResumableReduceLROnPlateau(monitor=paper.monitor, factor=paper.reduce_lr_factor,
+                                            patience=paper.reduce_lr_patience, verbose=int(config.verbose > 0),
+                                            run=replay)] if config.schedule == "plateau" else []
+    callbacks.append(ResumableEarlyStopping(monitor=paper.monitor, patience=paper.early_stopping_patience,
+                                            restore_best_weights=True, verbose=int(config.verbose > 0), run=replay))
     callbacks.append(BestCheckpoint(run.best_file, paper.monitor, best_so_far, chief))
     if chief: callbacks.append(RandomState(run.backup_dir, first_epoch))
     if chief: callbacks.append(RunHistory(run, config.epochs, print_epochs=config.verbose == 2))
@@ -375,7 +402,10 @@ def train(config:TrainConfig|None=None, # The run's settings; None: the paper's 
           **options, # Any `TrainConfig` field, applied on top of `config`, e.g. `model="AlexNet"`
          ) -> Path:
     "Train one model into its run folder (resuming an unfinished run); returns the folder."
-    config = (config or TrainConfig()).replace(**options)
+    config = (config or TrainConfig()).replace(**options).resolved()
+    if config.folds and not config.fold:
+        raise InvalidValueError(f"folds={config.folds}: choose the fold to train (fold=1 to {config.folds}), or "
+                                "train them all with train_folds")
     started, spec = time.time(), model_spec(config.model)
     strategy_name = choose_strategy(config.strategy)
     distribution = make_strategy(strategy_name)
@@ -385,9 +415,9 @@ def train(config:TrainConfig|None=None, # The run's settings; None: the paper's 
     if index.empty: raise UserError(f"{root} holds no images: pass a C-NMC download or a folder with all/ and hem/ "
                                     "subfolders")
     record = _run_record(config, root, index, strategy_name, replicas)
-    run_name = config.run_name or default_run_name(record["dataset"], config.split, config.seed)
-    run = RunFolder.of(config.outputs, run_name, spec.name)
-    record |= dict(outputs=str(run.path.parent.parent), run_name=run_name)
+    run_name = config.run_name or default_run_name(record["dataset"], config.split, config.seed, config.folds)
+    run = RunFolder.of(config.outputs, run_name, spec.name, config.fold)
+    record |= dict(outputs=str(project_paths(outputs=config.outputs or None).outputs), run_name=run_name)
     with (run.lock(f"training {spec.name}") if chief else contextlib.nullcontext()) as lock:
         if lock is not None and lock.took_over:
             print(f"took over the lock of process {lock.took_over.get('pid')}, which ended without releasing it")
@@ -397,6 +427,29 @@ def train(config:TrainConfig|None=None, # The run's settings; None: the paper's 
     return run.path
 
 # %% ../nbs/03_train.ipynb #3b5f2330
+def train_folds(config:TrainConfig|None=None, # The settings, with `folds` >= 2 and `split="subject"`
+                callbacks:list|tuple=(), # Extra Keras callbacks of every fold
+                **options, # Any `TrainConfig` field
+               ) -> list[Path]:
+    "Train every fold of a subject cross-validation that is not complete yet; returns the fold run folders."
+    config = (config or TrainConfig()).replace(**options)
+    if config.folds < 2: raise InvalidValueError(f"folds={config.folds}: give folds >= 2 to cross-validate")
+    folders = []
+    for fold in range(1, config.folds + 1):
+        folder = _fold_folder(config.replace(fold=fold))
+        if folder is not None and RunFolder(folder).status == "complete":
+            print(f"fold {fold}/{config.folds}: complete, skipped ({folder})")
+            folders.append(folder); continue
+        print(f"fold {fold}/{config.folds}", flush=True)
+        folders.append(train(config.replace(fold=fold), callbacks))
+    return folders
+
+def _fold_folder(config:TrainConfig) -> Path|None:
+    "The run folder a fold will be written to, when its name does not depend on the data (None otherwise)."
+    if not config.run_name: return None  # the default name needs the data's kind: train() finds the folder
+    return RunFolder.of(config.outputs, config.run_name, model_spec(config.model).name, config.fold).path
+
+# %% ../nbs/03_train.ipynb #424b29a1
 def _sharding():
     "tf.data options that split each batch stream across the workers of a multi-worker job."
     options = tf.data.Options()
@@ -405,7 +458,8 @@ def _sharding():
 
 def _training_data(rows:pd.DataFrame, record:dict, config:TrainConfig, first_epoch:int, strategy_name:str):
     "The training dataset from `first_epoch` on and the steps of an epoch (None: one pass, as Keras counts it)."
-    options = dict(denoise=config.denoise, input_mode=config.input_mode, training=True, seed=config.seed)
+    options = dict(denoise=config.denoise, input_mode=config.input_mode, training=True, seed=config.seed,
+                   augmentations=config.augmentations)
     size, batch = config.image_size, record["global_batch_size"]
     if strategy_name == "multiworker":  # each worker sees its share of every batch stream; resumed as Keras does
         data = make_dataset(rows, record["model"], size, batch, **options)
@@ -415,7 +469,13 @@ def _training_data(rows:pd.DataFrame, record:dict, config:TrainConfig, first_epo
                         steps_per_epoch=config.steps_per_epoch, **options)
     return data, config.steps_per_epoch or -(-len(rows) // batch)
 
-# %% ../nbs/03_train.ipynb #424b29a1
+# %% ../nbs/03_train.ipynb #a372a31e
+def _learning_rate(config:TrainConfig, steps_per_epoch:int):
+    "Adamax's learning rate: the paper's constant (lowered on plateaus by a callback), or a cosine decay."
+    if config.schedule == "plateau": return config.learning_rate
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
+
+# %% ../nbs/03_train.ipynb #9c3a7a55
 def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:TrainConfig, distribution,
          strategy_name:str, chief:bool, callbacks, started:float):
     "Build, compile and train the model, then finish the run folder (chief)."
@@ -433,10 +493,14 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
     with _global_policy(precision), _layer_generators():
         with distribution.scope():
             net = build_model(record["model"], config.image_size, record["weights"], config=paper, seed=config.seed)
-            net.compile(optimizer=keras.optimizers.Adamax(config.learning_rate), loss="categorical_crossentropy",
+            train_data, steps = _training_data(train_rows, record, config, first_epoch, strategy_name)
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+            net.compile(optimizer=keras.optimizers.Adamax(_learning_rate(config, steps or len(train_rows))), loss=loss,
                         metrics=["accuracy"], jit_compile=config.jit_compile)
-        train_data, steps = _training_data(train_rows, record, config, first_epoch, strategy_name)
-        val_data = make_dataset(val_rows, record["model"], config.image_size, global_batch, seed=config.seed, **options)
+        # A class-balanced validation loss weighs each validation class alike (its cells' weights sum to the same)
+        balance = class_weights(val_rows) if config.monitor == "balanced_val_loss" else None
+        val_data = make_dataset(val_rows, record["model"], config.image_size, global_batch, seed=config.seed,
+                                class_weight=balance, **options)
         if strategy_name == "multiworker": val_data = val_data.with_options(_sharding())
         standard = _callbacks(run, chief, first_epoch, paper, config)
         net.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=first_epoch,
@@ -446,7 +510,8 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
     if chief:
         images = make_dataset(train_rows, record["model"], config.image_size, config.batch_size, labels=False,
                               cache=False, **options)
-        _finish_run(run, final_weights, paper, standard[1], started, images)
+        stopper = next(c for c in standard if isinstance(c, ResumableEarlyStopping))
+        _finish_run(run, final_weights, paper, stopper, started, images)
 
 # %% ../nbs/03_train.ipynb #d29df130
 def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:ResumableEarlyStopping, started:float,
@@ -475,5 +540,7 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
         steps_trained=int(history["steps"].sum()) if "steps" in history else None,
         model_parameters=int(net.count_params()), batch_norm_recalibration_batches=calibrated, finished=_now(),
         updated=_now(), duration_s=round(time.time() - started, 1))
+    from bloodcancer.evaluate import write_model_card  # evaluation rewrites it with its numbers
+    write_model_card(run.path)
     best = f", best val_loss {best_row['val_loss']:.4f} at epoch {best_row['epoch'] + 1:.0f}" if has_val else ""
     print(f"done: {len(history)} epoch(s){best}; model: {run.model_file}")

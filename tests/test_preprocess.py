@@ -18,7 +18,7 @@ from bloodcancer.preprocess import (DENOISE_METHODS, INPUT_MODES, OD_MAX, augmen
 SIZE = 32
 
 # One model of every family, with the value range its input must have.
-FAMILY_RANGES = {"ResNetRS50": (0, 255), "RegNetX002": (0, 255), "ConvNeXtTiny": (0, 255), "EfficientNetV2B0": (0, 255),
+FAMILY_RANGES = {"ResNetRS50": (0, 255), "RegNetX016": (0, 255), "ConvNeXtTiny": (0, 255), "EfficientNetV2B0": (0, 255),
                  "AlexNet": (0, 255), "InceptionV3": (-1, 1), "Xception": (-1, 1), "VGG19": (-123.68, 255 - 103.939)}
 
 
