@@ -354,7 +354,7 @@ def plot_accuracy(table:pd.DataFrame, # From `table1`
     ax.set(ylabel="Accuracy (%)", ylim=(0, 105),
            title=_source_title("Fig. 12 reproduced: accuracy of each classifier", dataset, split))
     ax.title.set_fontsize(9)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: bars and labels stay visible
     fig.tight_layout()
     return fig
 
@@ -373,7 +373,7 @@ def plot_metrics(table:pd.DataFrame, # From `table1`
         ax.set_xticks(x, table["Algorithm"], rotation=25)
         ax.set(title=name, ylim=(0, 105))
     axes[0].set_ylabel("%")
-    axes[1].legend(loc="lower right")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.suptitle(_source_title("Fig. 13 reproduced: accuracy, recall and F1 of each classifier", dataset, split, 140),
                  fontsize=9)
     fig.tight_layout()
@@ -633,8 +633,14 @@ def html_figure(path:str|Path, # The image
 def html_table(frame:pd.DataFrame, # The table
                caption:str="", # Above the table
               ) -> str:
-    "A table with its caption, inside a box that scrolls sideways when the table is wider than the window."
-    table = frame.to_html(index=False, border=0, na_rep="–", escape=True)
+    "A table with its caption, in a box that scrolls sideways when the table is wider than the window; long cells wrap."
+    def cell(tag:str, value) -> str:
+        text = "–" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+        long = ' class="long"' if len(text) > 40 else ""  # long text wraps; numbers and intervals stay on one line
+        return f"<{tag}{long}>{html.escape(text)}</{tag}>"
+    rows = "".join("<tr>" + "".join(cell("td", v) for v in row) + "</tr>\n" for row in frame.itertuples(index=False))
+    table = (f'<table><thead><tr>{"".join(cell("th", c) for c in frame.columns)}</tr></thead>\n'
+             f"<tbody>\n{rows}</tbody></table>")
     head = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
     return f'<figure class="table">{head}<div class="scroll">{table}</div></figure>'
 
@@ -678,8 +684,9 @@ def run_blocks(row:dict|pd.Series, # A row of `collect_results`
     metrics = [_metric_text(row, "accuracy", "accuracy"), _metric_text(row, "balanced_accuracy", "balanced accuracy"),
                _metric_text(row, "roc_auc", "ROC AUC")]
     leaked, fingerprint = row.get("test_fraction_leaked"), row.get("data_fingerprint")
+    scores = "; ".join(m for m in metrics if m)
     text = (f"{describe_data(row['dataset'], row['split'], data_name)}. Trained at {training_settings(row)}. "
-            + "; ".join(m for m in metrics if m)
+            + scores[:1].upper() + scores[1:]
             + f" (95% bootstrap intervals) on {row.get('n_images')} images of {row.get('n_subjects')} patients"
             + (f"; {leaked:.0%} of the test cells come from patients also in training" if _known(leaked) else "")
             + f". Run folder: {name}" + (f", data {str(fingerprint)[:19]}" if fingerprint else "") + ".")
@@ -776,7 +783,7 @@ img { display: block; max-width: 100%; height: auto; }
 table { border-collapse: collapse; font-size: .9rem; margin: .3rem 0; }
 th, td { padding: .3rem .6rem; border-bottom: 1px solid #d0d7de; text-align: left; white-space: nowrap; }
 th { background: #f6f8fa; white-space: normal; min-width: 5rem; vertical-align: bottom; }
-#runs td:nth-child(4) { white-space: normal; min-width: 18rem; }
+td.long { white-space: normal; min-width: 16rem; }
 footer { color: #555; font-size: .85rem; padding: 2rem 1rem; }
 """
 
@@ -871,8 +878,11 @@ def write_report(outputs:str|Path, # Outputs folder with run folders
     written += sorted({e["page"] for e in entries if e["page"]})
     pages = {str(e["source"].parent): e["page"].relative_to(report).as_posix() for e in entries
              if e["page"] and e["source"].name == "notebook.ipynb"}
-    runs = [("table", format_runs(results), "Every run: training settings, metrics on the evaluated part with 95% "
-             "bootstrap intervals, and the share of test cells from patients also seen in training")]
+    overview = format_runs(results)
+    if len(datasets) == 1: overview = overview.drop(columns="Data")  # the section's heading names it
+    on = f" on {DATASET_LABELS.get(datasets[0], datasets[0])}" if len(datasets) == 1 else ""
+    runs = [("table", overview, f"Every run{on}: training settings, metrics on the evaluated part with 95% bootstrap "
+             "intervals, and the share of test cells from patients also seen in training")]
     for dataset in datasets:
         for _, row in results[results["dataset"].eq(dataset)].sort_values(["split", "model"]).iterrows():
             runs += run_blocks(row, outputs, data_name, pages.get(row["run"], ""))
