@@ -106,7 +106,7 @@ def _evaluate(args) -> int:
 def _report(args) -> int:
     from bloodcancer.figures import write_report
     result = _call(write_report, args)
-    print(f"report written to {Path(result['report'])} ({len(result['files'])} files)")
+    print(f"report written to {result['index']} ({len(result['files'])} files beside it)")
     return 0
 
 # %% ../nbs/09_cli.ipynb #1a818f6e

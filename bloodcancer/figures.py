@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import bloodcancer
-from .core import PAPER, InvalidValueError, MissingFileError, atomic_write, declare_run_mode
+from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write
 from .data import DATASET_LABELS
 from .evaluate import (SPLIT_LABELS, confusion_array, describe_data, draw_confusion,
                                   mcnemar, metrics_from_counts, read_config)
@@ -28,13 +28,13 @@ from .evaluate import (SPLIT_LABELS, confusion_array, describe_data, draw_confus
 __all__ = ['PAPER_REFERENCE', 'PAPER_DATA', 'PAPER_TABLE1_SOURCE', 'PAPER_TABLE1', 'PAPER_PROSE', 'PAPER_CONFUSION', 'PAPER_ROWS',
            'REPORTED', 'SETTINGS', 'DATASET_ORDER', 'TABLE1_METRICS', 'CONFUSION_FIGURES', 'RUN_FIGURES', 'REPORT_CSS',
            'SYNTHETIC_BANNER', 'SOME_SYNTHETIC_BANNER', 'INTENDED_USE', 'paper_row', 'paper_table1',
-           'paper_confusion_check', 'find_runs', 'result_row', 'collect_results', 'training_settings', 'datasets_in',
-           'choose_runs', 'table1', 'ours_and_paper', 'format_table1', 'settings_of_rows', 'table1_caption',
-           'markdown_table', 'latex_escape', 'latex_table', 'write_table', 'plot_accuracy', 'plot_metrics',
-           'plot_confusion_vs_paper', 'leakage_study', 'format_leakage', 'leakage_caption', 'plot_leakage',
-           'mcnemar_best_two', 'grid_table', 'grid_pivot', 'report_dataset', 'markdown_blocks', 'image_data_uri',
-           'html_figure', 'html_table', 'html_blocks', 'run_blocks', 'format_runs', 'notebook_state',
-           'render_notebooks', 'html_page', 'write_report']
+           'paper_confusion_check', 'find_runs', 'result_row', 'collect_results', 'cross_validation_rows',
+           'training_settings', 'datasets_in', 'choose_runs', 'table1', 'ours_and_paper', 'format_table1',
+           'settings_of_rows', 'table1_caption', 'markdown_table', 'latex_escape', 'latex_table', 'write_table',
+           'plot_accuracy', 'plot_metrics', 'plot_confusion_vs_paper', 'leakage_study', 'format_leakage',
+           'leakage_caption', 'plot_leakage', 'mcnemar_best_two', 'grid_table', 'grid_pivot', 'report_dataset',
+           'markdown_blocks', 'image_data_uri', 'html_figure', 'html_table', 'html_blocks', 'run_blocks', 'format_runs',
+           'notebook_state', 'render_notebooks', 'html_page', 'write_report']
 
 # %% ../nbs/05_figures.ipynb #cfa35a62
 PAPER_REFERENCE = ("Shehta, Nasr & El Ghazali, 'Blood cancer prediction model based on deep learning technique', "
@@ -155,11 +155,36 @@ def collect_results(outputs:str|Path, # Outputs folder
             and read_config(run).get("status", "complete") == "complete"):
             from bloodcancer.evaluate import evaluate_run
             evaluate_run(run, "" if data_name == "test" else data_name, **evaluate_options)
-        if path.is_file(): rows.append(result_row(run, json.loads(path.read_text())))
+        if path.is_file(): rows.append(result_row(run, json.loads(path.read_text())) | dict(fold=_fold_of(run)))
         else: missing.append(str(run))
+    if data_name == "test": rows += cross_validation_rows(outputs, evaluate_missing, **evaluate_options)
     results = pd.DataFrame(rows)
     results.attrs["missing"] = missing
     return results
+
+# %% ../nbs/05_figures.ipynb #27edb6fc
+def _fold_of(run:Path) -> int:
+    "The fold number of a cross-validation's run folder `.../<model>/fold-<i>`, 0 for any other run."
+    return int(run.name.split("-")[1]) if run.name.startswith("fold-") and run.name.split("-")[1].isdigit() else 0
+
+def cross_validation_rows(outputs:str|Path, # Outputs folder
+                          evaluate_missing:bool=False, # Pool the folds that are not pooled yet (loads TensorFlow)
+                          **evaluate_options, # Passed to `bloodcancer.evaluate.evaluate_folds`
+                         ) -> list[dict]:
+    "One result row per subject cross-validation under `outputs`, from its pooled out-of-fold evaluation."
+    rows = []
+    for folder in sorted({run.parent for run in find_runs(outputs) if _fold_of(run)}):
+        pooled = folder/"eval"/"oof"/"metrics.json"
+        if not pooled.is_file() and evaluate_missing:
+            from bloodcancer.evaluate import evaluate_folds
+            try: evaluate_folds(folder, **{k: v for k, v in evaluate_options.items() if k != "data"})
+            except UserError as error: print(f"{folder}: not pooled ({error})")
+        if not pooled.is_file(): continue
+        metrics = json.loads(pooled.read_text())
+        first = sorted(folder.glob("fold-*"), key=_fold_of)[0]
+        rows.append(result_row(first, metrics) | dict(run=str(folder), fold=0, folds=metrics.get("folds"),
+                                                      status="complete"))
+    return rows
 
 # %% ../nbs/05_figures.ipynb #765e4330
 def _known(value) -> bool:
@@ -209,6 +234,7 @@ def choose_runs(results:pd.DataFrame, # From `collect_results`
                ) -> pd.DataFrame:
     "One run per model of `dataset` under `split`: the closest to the paper's settings, then the most recent."
     part = results[results["dataset"].eq(dataset) & results["split"].eq(split)]
+    if "fold" in part: part = part[part["fold"].fillna(0).eq(0)]  # a cross-validation counts by its pooled row
     if part.empty: return part
     part = part.assign(_closeness=_paper_settings(part)).sort_values(["_closeness", "created", "run"], ascending=False)
     return part.drop_duplicates("model").drop(columns="_closeness").reset_index(drop=True)

@@ -165,7 +165,7 @@ def test_evaluating_a_folder_with_bad_files_reports_them_and_scores_the_rest(tin
         shutil.copy(row.path, folder/row.label)
     (folder/SYNTHETIC_MARKER).write_text("{}")
     (folder/"all"/"UID_90_1_1_all.bmp").write_bytes(b"")
-    (folder/"hem"/"UID_H90_1_1_hem.bmp").write_bytes(b"GIF89a but not really")
+    (folder/"hem"/"UID_H90_1_1_hem.bmp").write_bytes(b"plain text, not an image")
     good = folder/"hem"/Path(test.loc[test["label"].eq("hem"), "path"].iloc[-1]).name
     (folder/"hem"/"UID_H91_1_1_hem.png").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     evaluation = evaluate_run(run, folder, n_boot=100, figures=False)
