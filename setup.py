@@ -33,7 +33,7 @@ dev_requirements = (cfg.get('dev_requirements') or '').split()
 gpu_requirements = shlex.split(cfg.get('gpu_requirements', ''))
 
 class build_py_with_notebooks(build_py):
-    "Also copy the pipeline's notebooks (nbs/*.ipynb) into the package as bloodcancer/notebooks/: `reproduce` runs them."
+    "Also copy the pipeline's notebooks (nbs/*.ipynb) into the package as bloodcancer/notebooks/, where they run."
     def run(self):
         super().run()
         if getattr(self, 'editable_mode', False): return  # an editable install runs the source tree's nbs/ itself

@@ -207,7 +207,8 @@ def colab_setup(pip=None, # Runs `pip install` with a list of arguments; None: t
     (pip or _pip_install)(install)
     kaggle = _kaggle_from_secrets(userdata)
     found = (detect or accelerators)()
-    gpu = (f"{found['gpus']} GPU(s) visible to TensorFlow" if found["gpus"] else "none: CPU only. For the paper's "
+    gpu = (f"{found['gpus']} GPU(s) visible to TensorFlow" if found["gpus"] else
+           "none, but a TPU (train with strategy='tpu')" if found.get("tpu") else "none: CPU only. For the paper's "
            "settings choose Runtime > Change runtime type > a GPU; the demo profile runs on the CPU")
     for line in notes + [f"installed: {' '.join(install)}", f"Kaggle credentials: {kaggle}", f"GPU: {gpu}"]:
         print(f"colab_setup: {line}")

@@ -93,8 +93,9 @@ def test_without_secrets_says_how_and_keeps_set_credentials(monkeypatch, capsys)
     # credentials set by the user are left as they are
     stand_in_colab(monkeypatch, {"KAGGLE_USERNAME": "other", "KAGGLE_KEY": "other-key"})
     monkeypatch.setenv("KAGGLE_USERNAME", "mine"); monkeypatch.setenv("KAGGLE_KEY", "my-key")
-    ready = colab_setup(pip=lambda arguments: None, detect=ONE_GPU)
+    ready = colab_setup(pip=lambda arguments: None, detect=lambda: {"gpus": 0, "tpu": True})
     assert ready["kaggle"] == "already set in the environment" and core.os.environ["KAGGLE_KEY"] == "my-key"
+    assert "GPU: none, but a TPU (train with strategy='tpu')" in capsys.readouterr().out
 
 
 def test_an_unmatched_tensorflow_is_refused_before_installing(monkeypatch):

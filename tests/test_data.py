@@ -32,7 +32,7 @@ def test_dev_cells_index(dev_cells, dev_manifest):
 
 def test_dev_cells_validate(dev_cells, dev_manifest):
     report = validate_images(index_dataset(dev_cells))
-    assert report.n_checked == len(dev_manifest) and len(report.problems) == 0 and len(report.clean) == len(dev_manifest)
+    assert report.n_checked == len(report.clean) == len(dev_manifest) and len(report.problems) == 0
 
 
 def test_dev_cells_splits(dev_cells):
@@ -69,3 +69,25 @@ def test_split_is_deterministic(synthetic_cnmc, protocol):
     first, again = make_split(index, protocol, seed=5), make_split(index, protocol, seed=5)
     assert first[["path", "split"]].equals(again[["path", "split"]])
     assert set(first["split"]) == {"train", "val", "test"}
+
+
+def test_the_committed_sample_is_small_real_and_as_recorded():
+    "tests/data/cnmc-sample: at most 48 PNG cells of 8 or more patients of both classes, under 2 MB, as recorded."
+    import hashlib
+    import pandas as pd
+    from PIL import Image
+    from conftest import FULL_DEV_CELLS, SAMPLE_CELLS
+    manifest = pd.read_csv(SAMPLE_CELLS/"MANIFEST.csv", dtype=str, keep_default_na=False)
+    files = sorted(p.relative_to(SAMPLE_CELLS).as_posix() for p in SAMPLE_CELLS.glob("*/*") if p.is_file())
+    assert files == sorted(manifest["file"]) and len(files) <= 48
+    assert manifest["subject"].nunique() >= 8 and set(manifest["class"]) == {"all", "hem"}
+    assert manifest.groupby("subject")["class"].nunique().max() == 1
+    assert sum(p.stat().st_size for p in SAMPLE_CELLS.rglob("*") if p.is_file()) <= 2_000_000
+    for file, sha in zip(manifest["file"], manifest["sha256_png"]):
+        assert hashlib.sha256((SAMPLE_CELLS/file).read_bytes()).hexdigest() == sha, file
+        assert Image.open(SAMPLE_CELLS/file).format == "PNG"  # lossless
+    readme = (SAMPLE_CELLS/"README.md").read_text()
+    assert "CC BY 3.0" in readme and "https://doi.org/10.7937/tcia.2019.dc64i46r" in readme  # licence and citation
+    if (FULL_DEV_CELLS/"MANIFEST.csv").is_file():  # on the developers' machines: the same rows as the full set's
+        full = pd.read_csv(FULL_DEV_CELLS/"MANIFEST.csv", dtype=str, keep_default_na=False).set_index("file")
+        assert full.loc[manifest["file"]].reset_index().equals(manifest)
