@@ -439,7 +439,7 @@ def _holdout(frame:pd.DataFrame, fraction:float, grouped:bool, seed:int) -> tupl
     "Train and test positions holding out about `fraction` of `frame`, by image or by subject."
     if grouped:
         if frame.groupby("subject")["label"].nunique().max() == 1: return _subject_holdout(frame, fraction, seed)
-        # Subjects with cells of both classes: scikit-learn's stratified grouping, with fewer folds when subjects are few.
+        # Subjects with cells of both classes: scikit-learn's stratified grouping, with fewer folds when subjects are few
         n_folds = max(2, min(round(1 / fraction), int(_subjects_per_class(frame).min())))
         return min(_grouped_folds(frame, n_folds, seed), key=lambda f: abs(len(f[1]) / len(frame) - fraction))
     from sklearn.model_selection import train_test_split
@@ -448,8 +448,8 @@ def _holdout(frame:pd.DataFrame, fraction:float, grouped:bool, seed:int) -> tupl
 # %% ../nbs/01_data.ipynb #84bdcae6
 def make_split(index:pd.DataFrame, # Index table (problem rows are dropped)
                protocol:str="paper", # `paper`, `subject` or `official`
-               test_fraction:float=PAPER.test_fraction, # Held-out part for `paper` and `subject` holdout. Defaults to 0.3.
-               validation_fraction:float=PAPER.validation_fraction, # Part of the training side kept for validation; 0 for none. Defaults to 0.1.
+               test_fraction:float=PAPER.test_fraction, # Held-out part for `paper` and `subject` holdout
+               validation_fraction:float=PAPER.validation_fraction, # Part of the training side kept for validation; 0 for none
                seed:int=PAPER.seed, # Seed of the random assignment. Defaults to 42.
                n_folds:int|None=None, # `subject` only: k of a k-fold split instead of a holdout
                fold:int=0, # `subject` with `n_folds`: which fold is the test side

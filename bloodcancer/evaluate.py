@@ -87,7 +87,7 @@ def _replicate_metrics(y:np.ndarray, prob:np.ndarray, weights:np.ndarray, thresh
 # %% ../nbs/04_evaluate.ipynb #9b2b069d
 def compute_metrics(y_true, # True classes: `hem`/`all` labels or 0/1 (`all` = 1)
                     prob, # Probability of `all` for each image
-                    threshold:float=0.5, # Probability from which an image is called `all`. Defaults to 0.5 (argmax of two classes).
+                    threshold:float=0.5, # Probability from which an image is called `all`. Defaults to 0.5 (argmax of two classes)
                    ) -> dict:
     "Every metric of `METRICS` plus the confusion counts (`tp`, `fn`, `fp`, `tn`) and `n_images`, as plain floats and ints."
     y, prob = _as_arrays(y_true, prob)

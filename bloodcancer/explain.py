@@ -5,103 +5,93 @@
 # %% ../nbs/07_explain.ipynb #58d23b8b
 from __future__ import annotations
 
-import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .core import PAPER
-from .data import CLASSES, dataset_of_files, load_split
+from .core import PAPER, InvalidValueError, atomic_write
+from .data import CLASSES, dataset_of_files
+from .models import UnknownModelError, model_spec
 from .predict import Predictor, find_images, load_predictor, positive_probability
 from .preprocess import load_image, make_dataset, resize_image
+from .runs import RunFolder
 
 # %% auto #0
-__all__ = ['feature_layer', 'grad_cam', 'overlay_heatmap', 'save_gradcam_figure']
+__all__ = ['feature_map', 'grad_cam', 'overlay_heatmap', 'save_gradcam_figure']
 
 # %% ../nbs/07_explain.ipynb #aaac7738
-def _all_layers(model) -> list:
-    "Every layer of `model`, nested models expanded in place, in the model's order."
-    found = []
-    for layer in model.layers:
-        found += _all_layers(layer) if hasattr(layer, "layers") and layer.layers else [layer]
-    return found
-
-def _output_shape(layer) -> tuple|None:
-    try: shape = layer.get_output_shape_at(0)
-    except (AttributeError, RuntimeError, ValueError): return None
-    return tuple(shape) if isinstance(shape, (tuple, list)) and not isinstance(shape[0], (tuple, list)) else None
-
-def feature_layer(model, # A `tf_keras` model
-                 ):
-    "The last layer of `model` (searched inside nested models) whose output is a spatial feature map."
+def feature_map(model, # A `tf_keras` model
+               ):
+    "The Keras tensor Grad-CAM explains: the input of a registry model's feature layer, else the last spatial output."
     import tf_keras as keras
-    maps = [layer for layer in _all_layers(model) if not isinstance(layer, keras.layers.InputLayer)
-            and (shape := _output_shape(layer)) is not None and len(shape) == 4]
-    if not maps: raise ValueError(f"{model.name} has no layer with a spatial (4-D) output: Grad-CAM needs a convolutional model")
-    spatial = [layer for layer in maps if all((d or 2) > 1 for d in _output_shape(layer)[1:3])]
-    return (spatial or maps)[-1]
+    try: name = model_spec(model.name).feature_layer
+    except UnknownModelError: name = None
+    if name is not None:
+        if name not in {layer.name for layer in model.layers}:
+            raise InvalidValueError(f"{model.name} is named like a registry model but has no {name!r} layer: "
+                                    "build it with bloodcancer.models.build_model, or give it another name")
+        return model.get_layer(name).input
+    outputs = [layer.get_output_at(-1) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    spatial = [tensor for tensor in outputs if len(tensor.shape) == 4]
+    if not spatial:
+        raise InvalidValueError(f"{model.name} has no layer with a spatial (4-D) output: Grad-CAM needs a "
+                                "convolutional model")
+    return spatial[-1]
 
 # %% ../nbs/07_explain.ipynb #d66b3b51
-@contextlib.contextmanager
-def _recording(layer, store:list):
-    "Append `layer`'s outputs to `store` while the context is open."
-    original = layer.call
-    def call(*args, **kwargs):
-        outputs = original(*args, **kwargs)
-        store.append(outputs)
-        return outputs
-    layer.call = call
-    try: yield store
-    finally: del layer.call
-
-@contextlib.contextmanager
-def _logits_exposed(model):
-    "Switch a final softmax/sigmoid activation to linear; yields its name ('' when there is none to switch)."
-    import tf_keras as keras
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    name = getattr(activation, "__name__", "")
-    if name not in ("softmax", "sigmoid"):
-        yield ""
-        return
-    last.activation = keras.activations.linear
-    try: yield name
-    finally: last.activation = activation
-
-def _class_score(outputs, activation:str, class_index):
-    "Per image, the score of the chosen class (`class_index`, or the predicted class when None)."
+def _logits_function(model):
+    "The input of `model`'s final layer, and the function from it to the class logits (the activation left out)."
     import tensorflow as tf
-    if activation == "sigmoid": logits = tf.concat([-outputs / 2, outputs / 2], axis=1)  # centred two-class logits
-    elif activation == "softmax": logits = outputs - tf.reduce_mean(outputs, axis=1, keepdims=True)
-    else: logits = tf.math.log(tf.maximum(outputs, 1e-12)) if outputs.shape[1] > 1 else tf.concat([-outputs, outputs], axis=1)
-    chosen = tf.argmax(logits, axis=1) if class_index is None else tf.fill(tf.shape(logits)[:1], tf.constant(class_index, tf.int64))
-    return tf.gather(logits, chosen, batch_dims=1), logits
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", "")
+    if activation not in ("softmax", "sigmoid", "linear"):
+        raise InvalidValueError(f"{model.name} ends in a {type(last).__name__} layer "
+                                f"({activation or 'no activation'}): Grad-CAM needs a final Dense or Activation "
+                                "layer with a softmax, sigmoid or linear output")
+    kernel, bias = getattr(last, "kernel", None), getattr(last, "bias", None)
+    def logits(inputs):
+        inputs = tf.cast(inputs, tf.float32)  # mixed precision models compute in float16
+        if kernel is None: return inputs  # an Activation layer: its input is the logits
+        outputs = tf.matmul(inputs, tf.cast(kernel, tf.float32))
+        return outputs if bias is None else outputs + tf.cast(bias, tf.float32)
+    return last.input, logits
+
+def _class_score(logits, class_index):
+    "Per image, the centred logit of class `class_index` (the predicted class when None)."
+    import tensorflow as tf
+    if logits.shape[1] == 1: logits = tf.concat([-logits / 2, logits / 2], axis=1)  # a sigmoid's two-class logits
+    else: logits = logits - tf.reduce_mean(logits, axis=1, keepdims=True)
+    chosen = (tf.argmax(logits, axis=1) if class_index is None
+              else tf.fill(tf.shape(logits)[:1], tf.constant(class_index, tf.int64)))
+    return tf.gather(logits, chosen, batch_dims=1)
 
 # %% ../nbs/07_explain.ipynb #04c26480
 def grad_cam(model, # A `tf_keras` model ending in a softmax (or sigmoid) classifier
              images, # A batch of images (N, H, W, C) preprocessed for the model, as `make_dataset` yields them
-             class_index:int|None=1, # Class whose evidence is shown: 1 (`all`), 0 (`hem`), or None for the predicted class
-             layer=None, # The feature layer. Defaults to `feature_layer(model)`.
+             class_index:int|None=1, # Class whose evidence is shown: 1 (`all`), 0 (`hem`), None: the predicted class
             ) -> np.ndarray:
     "Grad-CAM maps (N, H, W) of `images`, each scaled to [0, 1], at the images' size."
     import tensorflow as tf
+    import tf_keras as keras
     images = tf.convert_to_tensor(images, tf.float32)
-    if images.shape.rank != 4: raise ValueError(f"images have shape {tuple(images.shape)}; expected a batch (N, H, W, C)")
-    layer = layer or feature_layer(model)
-    with _logits_exposed(model) as activation, _recording(layer, []) as recorded, tf.GradientTape() as tape:
-        tape.watch(images)
-        outputs = model(images, training=False)
-        feature_map = recorded[-1]
-        score, _ = _class_score(outputs, activation, class_index)
-    gradients, feature_map = (tf.cast(t, tf.float32) for t in (tape.gradient(score, feature_map), feature_map))  # mixed precision
+    if images.shape.rank != 4:
+        raise InvalidValueError(f"images have shape {tuple(images.shape)}; expected a batch (N, H, W, C)")
+    if class_index not in (None, 0, 1): raise InvalidValueError(f"class_index={class_index!r}: use 1, 0 or None")
+    before_last, logits = _logits_function(model)
+    explained = keras.Model(model.inputs, [feature_map(model), before_last])
+    with tf.GradientTape() as tape:
+        features, last_inputs = explained(images, training=False)
+        score = _class_score(logits(last_inputs), class_index)
+    gradients = tf.cast(tape.gradient(score, features), tf.float32)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    maps = tf.nn.relu(tf.reduce_sum(weights * feature_map, axis=-1))[..., None]
+    maps = tf.nn.relu(tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1))[..., None]
     maps = tf.image.resize(maps, images.shape[1:3], method="bilinear")[..., 0].numpy()
     peak = maps.reshape(len(maps), -1).max(axis=1)[:, None, None]
     return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0.0)
 
-# %% ../nbs/07_explain.ipynb #99ebde06
+# %% ../nbs/07_explain.ipynb #31af39cd
 def overlay_heatmap(image:np.ndarray, # RGB uint8 image (H, W, 3)
                     heat:np.ndarray, # Map (H, W) in [0, 1], e.g. from `grad_cam`
                     alpha:float=0.6, # Opacity of the map where it is highest
@@ -110,20 +100,23 @@ def overlay_heatmap(image:np.ndarray, # RGB uint8 image (H, W, 3)
     "`image` with `heat` blended on top (more opaque where the map is higher), RGB uint8."
     from matplotlib import colormaps
     image, heat = np.asarray(image), np.clip(np.asarray(heat, np.float32), 0, 1)
-    if image.shape[:2] != heat.shape: raise ValueError(f"image {image.shape[:2]} and map {heat.shape} differ in size")
+    if image.shape[:2] != heat.shape:
+        raise InvalidValueError(f"image {image.shape[:2]} and map {heat.shape} differ in size")
     coloured = colormaps[colormap](heat)[..., :3] * 255
     weight = alpha * heat[..., None]
     return np.clip(image * (1 - weight) + coloured * weight + 0.5, 0, 255).astype(np.uint8)
 
-# %% ../nbs/07_explain.ipynb #6e1efaeb
+# %% ../nbs/07_explain.ipynb #99ebde06
 def _pick_examples(frame:pd.DataFrame, n:int, seed:int) -> pd.DataFrame:
     "Up to `n` rows, half of each class when labelled, in a seeded random order."
-    if "label" not in frame or not frame["label"].isin(CLASSES).all(): return frame.sample(min(n, len(frame)), random_state=seed)
+    if "label" not in frame or not frame["label"].isin(CLASSES).all():
+        return frame.sample(min(n, len(frame)), random_state=seed)
     per_class = [group.sample(min(len(group), n - n // 2 if label == "all" else n // 2), random_state=seed)
                  for label, group in frame.groupby("label")]
     return pd.concat(per_class).sort_values("label", ascending=False)
 
 def _describe_cells(frame:pd.DataFrame, run_split:bool) -> str:
+    "What the cells are, for the figure's title: the run's test cells, or the folder(s) they come from."
     datasets = sorted(set(frame["dataset"])) if "dataset" in frame else []
     source = f"{', '.join(datasets)} data" if datasets else "images"
     if "synthetic" in datasets: source += " (not real cells)"
@@ -132,50 +125,61 @@ def _describe_cells(frame:pd.DataFrame, run_split:bool) -> str:
         return f"held-out test cells of the run's {protocol} split, {source}"
     folders = sorted({str(Path(p).parent) for p in frame["path"]})
     synthetic = dataset_of_files(frame["path"]) == "synthetic"
-    return f"cells from {folders[0] if len(folders) == 1 else f'{len(folders)} folders'}" + (", synthetic data (not real cells)" if synthetic else "")
+    where = folders[0] if len(folders) == 1 else f"{len(folders)} folders"
+    return f"cells from {where}" + (", synthetic data (not real cells)" if synthetic else "")
 
-def save_gradcam_figure(run, # A run folder, or a `Predictor` (then `out` is needed)
-                        images=None, # Image files or folders to explain. Defaults to the run's test cells.
+# %% ../nbs/07_explain.ipynb #4117c03c
+def _cells_to_explain(folder:RunFolder|None, images, n:int, seed:int) -> tuple[pd.DataFrame, bool]:
+    "The cells of the figure (the run's test cells, or the readable `images`), and whether they are the run's."
+    if images is None:
+        if folder is None: raise InvalidValueError("pass images= (the cells to explain) when run is not a run folder")
+        split = folder.read_split()
+        frame = split[split["split"].eq("test")]
+        if frame.empty:
+            raise InvalidValueError(f"{folder.split_file} has no test cells; pass images= to explain other cells")
+    else:
+        found = find_images(images)
+        frame = found[found["problem"].eq("")]
+        if frame.empty: raise InvalidValueError(f"none of the images can be read:\n{found.to_string(index=False)}")
+    return _pick_examples(frame, n, seed), images is None
+
+# %% ../nbs/07_explain.ipynb #6e1efaeb
+def save_gradcam_figure(run, # A run folder, or a `Predictor` (one not from a run folder needs `out`, `images`)
+                        images=None, # Image files or folders to explain; None: the run's test cells
                         n:int=8, # Number of cells shown
-                        class_index:int|None=1, # Evidence for 1 (`all`), 0 (`hem`), or None for the predicted class
+                        class_index:int|None=1, # Evidence for 1 (`all`), 0 (`hem`), or None: the predicted class
                         columns:int=4, # Cells per row of the grid
-                        seed:int=PAPER.seed, # Seed of the choice of cells. Defaults to 42.
-                        out:str|Path|None=None, # PNG to write. Defaults to `gradcam.png` in the run folder.
+                        seed:int=PAPER.seed, # Seed of the choice of cells
+                        out:str|Path|None=None, # PNG to write; None: `gradcam.png` in the run folder
                        ) -> Path:
     "Save a grid of Grad-CAM overlays with a title that states the model, the run and the data; return its path."
     import matplotlib
     import matplotlib.pyplot as plt
     predictor = run if isinstance(run, Predictor) else load_predictor(run)
-    if out is None and isinstance(run, Predictor): raise ValueError("pass out= (where to save the figure) when run is a Predictor")
-    out = Path(out) if out is not None else Path(run)/"gradcam.png"
-    if images is None:
-        split = load_split(predictor.source)
-        frame, from_split = split[split["split"].eq("test")], True
-        if frame.empty: raise ValueError(f"{predictor.source}/split.csv has no test cells; pass images= to explain other cells")
-    else:
-        found = find_images(images)
-        frame, from_split = found[found["problem"].eq("")], False
-        if frame.empty: raise ValueError(f"none of the images can be read:\n{found.to_string(index=False)}")
-    frame = _pick_examples(frame, n, seed)
-    batch = np.concatenate(list(make_dataset(frame, predictor.model_name, predictor.image_size, len(frame), cache=False,
-                                             labels=False, **predictor.input_options)))
+    folder = RunFolder(predictor.source) if Path(predictor.source).is_dir() else None
+    if out is None and folder is None:
+        raise InvalidValueError("pass out= (where to save the figure) when run is not a run folder")
+    out = Path(out) if out is not None else folder.path/"gradcam.png"
+    frame, from_split = _cells_to_explain(folder, images, n, seed)
+    batch = np.concatenate(list(make_dataset(frame, predictor.model_name, predictor.image_size, len(frame),
+                                             cache=False, labels=False, **predictor.input_options)))
     maps = grad_cam(predictor.model, batch, class_index)
     probabilities = positive_probability(predictor.model.predict(batch, verbose=0))
     rows = -(-len(frame) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows + 1.0), squeeze=False)
     for ax in axes.flat: ax.axis("off")
     for ax, row, heat, probability in zip(axes.flat, frame.itertuples(), maps, probabilities):
-        cell = resize_image(load_image(row.path), predictor.image_size)
-        ax.imshow(overlay_heatmap(cell, heat))
+        ax.imshow(overlay_heatmap(resize_image(load_image(row.path), predictor.image_size), heat))
         truth = f"true {row.label} · " if getattr(row, "label", "") in CLASSES else ""
         ax.set_title(f"{truth}p(all) {probability:.2f}", fontsize=8)
-    evidence = f"evidence for '{CLASSES[class_index]}'" if class_index is not None else "evidence for the predicted class"
-    fig.suptitle(f"Grad-CAM of {predictor.model_name} ({Path(predictor.source).parent.name or predictor.source}), {evidence}\n"
-                 f"{len(frame)} {_describe_cells(frame, from_split)}; model trained on {predictor.trained_on} data", fontsize=9)
+    evidence = "evidence for " + (f"'{CLASSES[class_index]}'" if class_index is not None else "the predicted class")
+    fig.suptitle(f"Grad-CAM of {predictor.model_name} ({Path(predictor.source).parent.name or predictor.source}), "
+                 f"{evidence}\n{len(frame)} {_describe_cells(frame, from_split)}; model trained on "
+                 f"{predictor.trained_on} data", fontsize=9)
     fig.tight_layout()
     scale = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, 1), "turbo")
     fig.colorbar(scale, ax=axes.ravel().tolist(), shrink=0.6, label="Grad-CAM, scaled per cell")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    if matplotlib.get_backend().lower() == "agg": plt.close(fig)
-    return out
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(out, png.getvalue())

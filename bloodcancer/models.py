@@ -38,7 +38,7 @@ FEATURE_LAYER = "head_pooling" # Every registry model's last feature map is the 
 class Family:
     "A family of models and how the registry builds its members."
     name:str # Family name
-    models:dict # Registry name -> backbone parameter count (`include_top=False`, Keras's documented values)
+    models:dict # Registry name -> (backbone parameters, GMACs at 224 px): see `ModelSpec`
     default:str # The member the bare family name stands for
     input_scaling:str = "0-255" # The pixels the family expects: `0-255`, `-1..1` or `caffe`
     min_size:int = 32 # Smallest square input, in pixels
@@ -47,23 +47,25 @@ class Family:
     hidden_units:tuple = () # Dense layers between the pooled features and the paper's head
 
 # %% ../nbs/02a_models.ipynb #cea0e29a
-FAMILIES = (
-    Family("ResNetRS", {"ResNetRS50": 33_696_288}, "ResNetRS50", include_preprocessing=True),
-    Family("RegNet", {"RegNetX016": 8_320_640}, "RegNetX016", include_preprocessing=True),
-    Family("AlexNet", {"AlexNet": 3_748_608}, "AlexNet", from_keras=False, hidden_units=(4096,)),
-    Family("ConvNeXt", {"ConvNeXtTiny": 27_820_128, "ConvNeXtSmall": 49_454_688, "ConvNeXtBase": 87_566_464,
-                        "ConvNeXtLarge": 196_230_336, "ConvNeXtXLarge": 348_147_968}, "ConvNeXtTiny",
-           include_preprocessing=True),
-    Family("EfficientNet", {"EfficientNetB0": 4_049_571, "EfficientNetB1": 6_575_239, "EfficientNetB2": 7_768_569,
-                            "EfficientNetB3": 10_783_535, "EfficientNetB4": 17_673_823, "EfficientNetB5": 28_513_527,
-                            "EfficientNetB6": 40_960_143, "EfficientNetB7": 64_097_687}, "EfficientNetB0"),
-    Family("EfficientNetV2", {"EfficientNetV2B0": 5_919_312, "EfficientNetV2B1": 6_931_124,
-                              "EfficientNetV2B2": 8_769_374, "EfficientNetV2B3": 12_930_622,
-                              "EfficientNetV2S": 20_331_360, "EfficientNetV2M": 53_150_388,
-                              "EfficientNetV2L": 117_746_848}, "EfficientNetV2B0", include_preprocessing=True),
-    Family("InceptionV3", {"InceptionV3": 21_802_784}, "InceptionV3", input_scaling="-1..1", min_size=75),
-    Family("Xception", {"Xception": 20_861_480}, "Xception", input_scaling="-1..1", min_size=71),
-    Family("VGG", {"VGG19": 20_024_384}, "VGG19", input_scaling="caffe"),
+FAMILIES = ( # Each member: registry name -> (backbone parameters, GMACs at 224 px)
+    Family("ResNetRS", {"ResNetRS50": (33_696_288, 4.46)}, "ResNetRS50", include_preprocessing=True),
+    Family("RegNet", {"RegNetX016": (8_320_640, 1.6)}, "RegNetX016", include_preprocessing=True),
+    Family("AlexNet", {"AlexNet": (3_748_608, 1.2)}, "AlexNet", from_keras=False, hidden_units=(4096,)),
+    Family("ConvNeXt", {"ConvNeXtTiny": (27_820_128, 4.38), "ConvNeXtSmall": (49_454_688, 8.56),
+                        "ConvNeXtBase": (87_566_464, 15.18), "ConvNeXtLarge": (196_230_336, 34.11),
+                        "ConvNeXtXLarge": (348_147_968, 60.58)}, "ConvNeXtTiny", include_preprocessing=True),
+    Family("EfficientNet", {"EfficientNetB0": (4_049_571, 0.39), "EfficientNetB1": (6_575_239, 0.58),
+                            "EfficientNetB2": (7_768_569, 0.67), "EfficientNetB3": (10_783_535, 0.98),
+                            "EfficientNetB4": (17_673_823, 1.53), "EfficientNetB5": (28_513_527, 2.39),
+                            "EfficientNetB6": (40_960_143, 3.4), "EfficientNetB7": (64_097_687, 5.22)},
+           "EfficientNetB0"),
+    Family("EfficientNetV2", {"EfficientNetV2B0": (5_919_312, 0.72), "EfficientNetV2B1": (6_931_124, 1.02),
+                              "EfficientNetV2B2": (8_769_374, 1.18), "EfficientNetV2B3": (12_930_622, 1.62),
+                              "EfficientNetV2S": (20_331_360, 2.86), "EfficientNetV2M": (53_150_388, 5.39),
+                              "EfficientNetV2L": (117_746_848, 12.27)}, "EfficientNetV2B0", include_preprocessing=True),
+    Family("InceptionV3", {"InceptionV3": (21_802_784, 2.84)}, "InceptionV3", input_scaling="-1..1", min_size=75),
+    Family("Xception", {"Xception": (20_861_480, 4.56)}, "Xception", input_scaling="-1..1", min_size=71),
+    Family("VGG", {"VGG19": (20_024_384, 19.52)}, "VGG19", input_scaling="caffe"),
 )
 
 # %% ../nbs/02a_models.ipynb #add8be17
@@ -72,7 +74,8 @@ class ModelSpec:
     "One registry model and its contract."
     name:str # Registry name, e.g. `ResNetRS50`
     family:Family # Its family
-    parameters:int # Backbone parameters (`include_top=False`)
+    parameters:int # Backbone parameters (`include_top=False`): Keras's documented values
+    gmacs:float # Multiply-adds of one 224-px forward pass, in billions (with the head)
 
     @property
     def min_size(self) -> int: return self.family.min_size
@@ -88,7 +91,7 @@ class ModelSpec:
         return PAPER_MODELS.get(self.name) or PAPER_MODELS.get(self.family.default)
 
 # %% ../nbs/02a_models.ipynb #765f6708
-MODELS = {name: ModelSpec(name, family, count) for family in FAMILIES for name, count in family.models.items()}
+MODELS = {name: ModelSpec(name, family, *facts) for family in FAMILIES for name, facts in family.models.items()}
 ALIASES = {"ConvNeXt": "ConvNeXtTiny", "EfficientNet": "EfficientNetB0", "EfficientNetV2": "EfficientNetV2B0",
            "Inception": "InceptionV3", **{paper: name for name, paper in PAPER_MODELS.items()}} # Bare families too
 

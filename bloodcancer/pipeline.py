@@ -23,9 +23,10 @@ from .models import PAPER_MODELS, model_spec
 from .runs import RunFolder
 
 # %% auto #0
-__all__ = ['PROFILES', 'REPRODUCE_OVERRIDES', 'Profile', 'Step', 'parse_shard', 'plan_steps', 'notebooks_folder',
-           'choose_profile', 'resolve_data', 'StepConsole', 'StepKernel', 'execute_step', 'save_executed_notebook',
-           'PipelineState', 'estimate_remaining', 'run_steps', 'summarize', 'reproduce']
+__all__ = ['PROFILES', 'STEP_OVERHEAD_SECONDS', 'REPRODUCE_OVERRIDES', 'Profile', 'Step', 'parse_shard', 'plan_steps',
+           'notebooks_folder', 'choose_profile', 'resolve_data', 'StepConsole', 'StepKernel', 'execute_step',
+           'save_executed_notebook', 'PipelineState', 'estimate_remaining', 'run_steps', 'machine_gflops',
+           'estimate_seconds', 'hardware', 'WouldTakeTooLongError', 'summarize', 'reproduce']
 
 # %% ../nbs/08_pipeline.ipynb #eaa96c5e
 @dataclass(frozen=True)
@@ -336,6 +337,72 @@ def run_steps(steps:list[Step], # From `plan_steps`
             ran += 1
     return {s.key: state.steps.get(s.key, {}) for s in steps}
 
+# %% ../nbs/08_pipeline.ipynb #1ca3f13f
+def machine_gflops(seconds:float=1.5, # How long to measure
+                  ) -> float:
+    "Billions of floating-point operations a second this machine delivers training a small convolutional network."
+    import tensorflow as tf
+    import tf_keras as keras
+    layers, size, batch = keras.layers, 64, 16
+    widths = ((3, 32, 1), (32, 64, 2), (64, 128, 2))  # (in, out, stride) of 3x3 convolutions
+    model = keras.Sequential([keras.Input((size, size, 3))] + [layers.Conv2D(o, 3, strides=s, padding="same",
+                             activation="relu") for _, o, s in widths] + [layers.GlobalAveragePooling2D(), layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(1e-3), keras.losses.CategoricalCrossentropy(from_logits=True))
+    images, labels = tf.random.uniform((batch, size, size, 3)), tf.one_hot(tf.zeros(batch, tf.int32), 2)
+    flops, side = 0, size
+    for cin, cout, stride in widths: side //= stride; flops += 2 * side * side * 9 * cin * cout
+    for _ in range(2): model.train_on_batch(images, labels)  # tracing and warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds: model.train_on_batch(images, labels); done += 1
+    return 3 * flops * batch * done / (time.perf_counter() - start) / 1e9
+
+# %% ../nbs/08_pipeline.ipynb #96ee7a18
+STEP_OVERHEAD_SECONDS = 5 # Each step's own cost besides training (kernel work, figures, files), on a small machine
+
+def estimate_seconds(steps:list[Step], # From `plan_steps`
+                     n_images:int, # Labelled cells of the data (about 70% train, 30% are scored)
+                     gflops:float, # This machine's speed (`machine_gflops`)
+                    ) -> float:
+    "An upper estimate of the reproduction's seconds: every epoch trained, every cell scored once per evaluation."
+    total = 0.0
+    for step in steps:
+        total += STEP_OVERHEAD_SECONDS
+        if step.kind != "train": continue
+        p = step.parameters
+        per_image = 2e9 * model_spec(p["model"]).gmacs * (p["image_size"] / 224) ** 2 / (gflops * 1e9)
+        share = (1 - 1 / p["folds"]) if p.get("folds") else 0.7
+        total += per_image * n_images * (3 * share * p["epochs"] + 1)  # training passes, then scoring the rest
+    return total
+
+# %% ../nbs/08_pipeline.ipynb #3bdee08e
+def hardware() -> str:
+    "This machine in a few words: its GPUs, or its CPU cores (imports TensorFlow)."
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus: return f"CPU only ({os.cpu_count()} cores)"
+    names = {tf.config.experimental.get_device_details(g).get("device_name", "GPU") for g in gpus}
+    return f"{len(gpus)} GPU(s): {', '.join(sorted(names))}"
+
+# %% ../nbs/08_pipeline.ipynb #19e9d7e4
+class WouldTakeTooLongError(UserError, RuntimeError):
+    "`auto` chose the paper's full run on a machine that would take too long for it."
+
+def _check_duration(profile:str, chosen:Profile, steps:list[Step], data:str) -> float:
+    "Print the estimate; refuse when `auto` chose the paper profile on a machine without a GPU."
+    from bloodcancer.data import KNOWN_COUNTS, index_dataset
+    labelled = sum(v for k, v in KNOWN_COUNTS.items() if k.startswith("fold"))
+    if Path(data).is_dir(): labelled = int(index_dataset(data)["label"].isin(("all", "hem")).sum()) or labelled
+    where, speed = hardware(), machine_gflops()
+    seconds = estimate_seconds(steps, labelled, speed)
+    print(f"estimate: at most ~{_clock(seconds)} on this machine ({where}, ~{speed:.0f} GFLOP/s), "
+          f"{len(steps)} steps, {labelled:,} labelled cells", flush=True)
+    if profile == "auto" and chosen.name == "paper" and where.startswith("CPU"):
+        raise WouldTakeTooLongError(
+            f"auto chose the paper profile (real data was found), which would take about {_clock(seconds)} "
+            f"(hours:minutes:seconds) here, on {where}. Run it on a GPU, or choose: `--profile paper` to run it here "
+            "anyway, or `--profile demo` (add `--data PATH` for the demo's small settings on your data).")
+    return seconds
+
 # %% ../nbs/08_pipeline.ipynb #d3e213fc
 def summarize(state:dict, run_folder:Path) -> str:
     "The closing summary of a reproduction."
@@ -378,6 +445,7 @@ def reproduce(profile:str="paper", # `paper`, `demo` or `auto`
     run_folder = paths.outputs/(run_name or chosen.name)
     plan_steps(chosen, run_folder, "data", models, grid, parse_shard(shard))  # every setting checked before any work
     steps = plan_steps(chosen, run_folder, resolve_data(chosen, data, paths.data), models, grid, parse_shard(shard))
+    _check_duration(profile, chosen, steps, steps[0].parameters["data"])
     print(f"reproduction '{run_folder.name}' ({chosen.name} profile): {len(steps)} steps into {run_folder}", flush=True)
     state = run_steps(steps, run_folder, verbose=verbose)
     print(summarize(state, run_folder))

@@ -10,7 +10,6 @@ import inspect
 import json
 import os
 import warnings
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,50 +17,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import PAPER
-from .data import CLASSES, IMAGE_EXTENSIONS, inspect_image, load_split
+from .core import PAPER, InvalidValueError, MissingFileError, atomic_write
+from .data import CLASSES, IMAGE_EXTENSIONS, inspect_image
+from .models import ModelMismatchError, UnknownModelError, load_model, model_spec
 from .preprocess import labels_of, make_dataset
+from .runs import RunFolder, RunFolderError
 
 # %% auto #0
-__all__ = ['DEFAULT_THRESHOLD', 'THRESHOLD_FILE', 'UNREADABLE', 'N_VIEWS', 'THRESHOLD_METHODS', 'UnsafeModelError',
-           'load_keras_model', 'Predictor', 'load_predictor', 'find_images', 'dihedral_views', 'positive_probability',
-           'predict_probabilities', 'soft_vote', 'predict_images', 'choose_threshold', 'calibrate_threshold']
+__all__ = ['DEFAULT_THRESHOLD', 'THRESHOLD_FILE', 'UNREADABLE', 'N_VIEWS', 'THRESHOLD_METHODS', 'Predictor', 'load_predictor',
+           'find_images', 'dihedral_views', 'positive_probability', 'predict_probabilities', 'soft_vote',
+           'predict_images', 'choose_threshold', 'calibrate_threshold']
 
-# %% ../nbs/06_predict.ipynb #7894023d
-class UnsafeModelError(ValueError):
-    "Raised for a model file that would run arbitrary Python code when loaded."
+# %% ../nbs/06_predict.ipynb #aff70961
+DEFAULT_THRESHOLD = 0.5 # Probability of `all` from which a cell is called `all` when nothing else says
+THRESHOLD_FILE = "threshold.json" # A run's threshold and temperature, chosen on its validation cells
+_INPUT_OPTIONS = ("denoise", "input_mode") # config.json settings that change preprocessing (when make_dataset has them)
 
-def load_keras_model(path:str|Path, # A `.keras` file
-                    ):
-    "Load the `tf_keras` model in `path` in safe mode (no code from the file runs); refuse other formats."
-    path = Path(path).expanduser()
-    if not path.exists(): raise FileNotFoundError(f"{path} does not exist: pass a run folder or a .keras file")
-    if path.is_dir() or path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
-        raise UnsafeModelError(f"{path} is not a .keras model file. Only the .keras format loads in Keras safe mode; HDF5 (.h5) "
-                               "files and SavedModel folders can run code when loaded. Re-save a model you trust with model.save('model.keras').")
-    from bloodcancer.models import load_model
-    try: return load_model(path)
-    except ValueError as error:
-        message = str(error)
-        if "safe_mode" in message or "arbitrary code" in message:
-            raise UnsafeModelError(f"{path} was refused: it contains Python code that would run when it is loaded "
-                                   f"({message.split('.')[0]}). bloodcancer loads only model files without code; "
-                                   "rebuild the model without Lambda layers.") from None
-        raise ValueError(f"{path} could not be read as a Keras model: {message.splitlines()[0][:300]}") from None
-    except (KeyError, TypeError, OSError) as error:
-        raise ValueError(f"{path} could not be read as a Keras model ({type(error).__name__}: {str(error)[:300]}); "
-                         "it may be incomplete or written by another Keras version") from None
-
-# %% ../nbs/06_predict.ipynb #50d95e77
-DEFAULT_THRESHOLD = 0.5
-THRESHOLD_FILE = "threshold.json"
-_INPUT_OPTIONS = ("denoise", "input_mode") # config.json settings that change preprocessing, passed on when make_dataset has them
-
+# %% ../nbs/06_predict.ipynb #84b92d20
 @dataclass
 class Predictor:
     "A loaded model with everything needed to feed it exactly as in evaluation."
     model:object # The `tf_keras` model
-    model_name:str # Registry model name: decides the pixel scaling
+    model_name:str # Registry model name: its contract decides the pixel scaling
     image_size:int # Side of the square model input
     threshold:float # Probability of `all` from which a cell is called `all`
     threshold_source:str # Where the threshold came from
@@ -71,75 +48,119 @@ class Predictor:
     temperature:float = 1.0 # P(all) is recalibrated as sigmoid(logit / temperature); 1 leaves it as the model gives it
     temperature_source:str = "none" # Where the temperature came from
 
+    @property
+    def input_scaling(self) -> str:
+        "The pixels the model expects (`0-255`, `-1..1` or `caffe`), from the registry's contract."
+        return model_spec(self.model_name).input_scaling
+
     def __repr__(self):
         scaled = f"; temperature {self.temperature:.3g} ({self.temperature_source})" if self.temperature != 1 else ""
-        return (f"Predictor({self.model_name} at {self.image_size} px from {self.source}; trained on {self.trained_on} data; "
+        return (f"Predictor({self.model_name} at {self.image_size} px, pixels {self.input_scaling}, "
+                f"from {self.source}; trained on {self.trained_on} data; "
                 f"threshold {self.threshold:g} ({self.threshold_source}){scaled})")
 
-def _find_config(model_file:Path) -> Path|None:
-    "config.json of the run a model file belongs to (its folder, or the run above `checkpoints/`)."
-    for folder in (model_file.parent, model_file.parent.parent):
-        if (folder/"config.json").is_file(): return folder/"config.json"
-    return None
+# %% ../nbs/06_predict.ipynb #f99d9e36
+def _locate(run_or_file:str|Path) -> tuple[Path, RunFolder|None]:
+    "The model file of `run_or_file` and the run folder it belongs to (None for a `.keras` file outside a run)."
+    path = Path(run_or_file).expanduser()
+    if not path.exists(): raise MissingFileError(f"{path} does not exist: pass a run folder or a .keras file")
+    if path.is_dir():
+        run = RunFolder(path)
+        run.read_config()  # a folder that is not a run gets a clear RunFolderError here
+        if not run.model_file.is_file():
+            hint = f"; its best checkpoint so far is {run.best_file}" if run.best_file.is_file() else ""
+            raise RunFolderError(f"{path} has no model.keras: pass a completed run folder (training writes "
+                                 f"model.keras at the end){hint}")
+        return run.model_file, run
+    above = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path, RunFolder(above) if RunFolder(above).exists() else None
 
-def _model_file(run_or_file:Path) -> Path:
-    if not run_or_file.is_dir(): return run_or_file
-    if (run_or_file/"model.keras").is_file(): return run_or_file/"model.keras"
-    best = run_or_file/"checkpoints"/"best.keras"
-    hint = f"; its best checkpoint so far is {best}" if best.is_file() else ""
-    raise FileNotFoundError(f"{run_or_file} has no model.keras: pass a completed run folder (training writes model.keras at the end){hint}")
+# %% ../nbs/06_predict.ipynb #e10db787
+def _run_model(model_file:Path, run:RunFolder, config:dict, model_name:str|None, image_size:int|None):
+    "The model of `run`, loaded with its config's registry name and input size as expectations; (model, name, size)."
+    try: name = model_spec(config.get("model", "")).name
+    except UnknownModelError as error: raise RunFolderError(f"{run.config_file}: {error}") from None
+    if model_name is not None and model_spec(model_name).name != name:
+        raise ModelMismatchError(f"model_name={model_name!r} disagrees with {run.config_file}, which says the run "
+                                 f"trained {name}: leave model_name out for a run folder (its config.json decides)")
+    size = config.get("image_size", image_size)
+    if image_size is not None and int(image_size) != int(size):
+        raise ModelMismatchError(f"image_size={image_size} disagrees with {run.config_file}, which says {size}: "
+                                 "leave image_size out for a run folder")
+    model = load_model(model_file, expected=name, image_size=None if size is None else int(size))
+    return model, name, int(model.input_shape[1])
 
-def _stored_threshold(run:Path) -> tuple[float, str]|None:
-    path = run/THRESHOLD_FILE
-    if not path.is_file(): return None
-    stored = json.loads(path.read_text())
-    return float(stored["threshold"]), f"{path} ({stored.get('method', '?')} on validation data)"
+# %% ../nbs/06_predict.ipynb #4705b303
+def _bare_model(model_file:Path, model_name:str|None, image_size:int|None):
+    "A `.keras` file outside a run folder, checked against the registry name (and size) given; (model, name, size)."
+    if model_name is None:
+        raise InvalidValueError(f"{model_file} is not in a run folder (no config.json beside it): pass model_name, "
+                                "the registry name it was trained as (e.g. AlexNet), which decides the pixel scaling")
+    name = model_spec(model_name).name
+    model = load_model(model_file)  # safe: no code, no foreign modules; what it holds is checked next
+    if model.name != name:
+        raise ModelMismatchError(f"{model_file} holds a {model.name!r} model, not {name} (model_name={model_name!r}): "
+                                 "pass the registry name it was trained as")
+    size = int(model.input_shape[1])
+    if image_size is not None and int(image_size) != size:
+        raise ModelMismatchError(f"{model_file} takes {size}x{size} inputs, not image_size={image_size}: leave "
+                                 "image_size out (the model fixes it)")
+    return model, name, size
 
-def _stored_temperature(run:Path) -> tuple[float, str]|None:
-    "The temperature of the run's threshold.json; None when there is none (files written before temperatures: T = 1)."
-    path = run/THRESHOLD_FILE
-    if not path.is_file(): return None
-    stored = json.loads(path.read_text())
-    if stored.get("temperature") is None: return None
-    return float(stored["temperature"]), f"{path} (fitted on validation data)"
+# %% ../nbs/06_predict.ipynb #8d7b2699
+def _stored_calibration(run:RunFolder|None) -> dict:
+    "The run's threshold.json ({} without a run or without the file); `RunFolderError` when it is damaged."
+    path = run.path/THRESHOLD_FILE if run else None
+    if path is None or not path.is_file(): return {}
+    try: stored = json.loads(path.read_text())
+    except ValueError as error:
+        raise RunFolderError(f"{path} is not valid JSON ({error}): calibrate the run again or delete it") from None
+    if not isinstance(stored, dict) or not isinstance(stored.get("threshold"), (int, float)):
+        raise RunFolderError(f"{path} holds no threshold: calibrate the run again or delete it")
+    return dict(stored, file=str(path))
 
-# %% ../nbs/06_predict.ipynb #ad145c82
+# %% ../nbs/06_predict.ipynb #14b4e4ca
+def _checked(value, source:str, name:str, valid, expected:str) -> float:
+    "`value` as a float when `valid(value)`, else an error naming where it came from."
+    try: number = float(value)
+    except (TypeError, ValueError): number = float("nan")
+    if not valid(number): raise InvalidValueError(f"{name}={value!r} ({source}) is not {expected}")
+    return number
+
+def _decision_settings(run:RunFolder|None, threshold:float|None, temperature:float|None) -> tuple:
+    "(threshold, its source, temperature, its source): the given values, else the run's threshold.json, else 0.5, 1."
+    stored = _stored_calibration(run)
+    if threshold is not None: threshold_source = "given"
+    elif stored:
+        threshold = stored["threshold"]
+        threshold_source = f"{stored['file']} ({stored.get('method', '?')} on validation data)"
+    else: threshold, threshold_source = DEFAULT_THRESHOLD, "default"
+    if temperature is not None: temperature_source = "given"
+    elif stored.get("temperature") is not None:
+        temperature, temperature_source = stored["temperature"], f"{stored['file']} (fitted on validation data)"
+    else: temperature, temperature_source = 1.0, "none"
+    threshold = _checked(threshold, threshold_source, "threshold", lambda t: 0 <= t <= 1,
+                         "a probability between 0 and 1")
+    temperature = _checked(temperature, temperature_source, "temperature", lambda t: np.isfinite(t) and t > 0,
+                           "a positive number: give 1 for uncalibrated probabilities, or leave it out")
+    return threshold, threshold_source, temperature, temperature_source
+
+# %% ../nbs/06_predict.ipynb #59b1cf0c
 def load_predictor(run_or_file:str|Path, # A run folder, or a `.keras` file
-                   model_name:str|None=None, # Registry model name, needed for a `.keras` file outside a run folder
-                   image_size:int|None=None, # Input size, needed only when neither config.json nor the model fixes it
-                   threshold:float|None=None, # Decision threshold. Defaults to the run's threshold.json, else 0.5.
-                   temperature:float|None=None, # Temperature of P(all), 1: none. Defaults to threshold.json's, else 1.
+                   model_name:str|None=None, # Registry name: needed only for a `.keras` file outside a run folder
+                   image_size:int|None=None, # Input size to check against; the run or the model fixes it
+                   threshold:float|None=None, # Decision threshold; None: the run's threshold.json, else 0.5
+                   temperature:float|None=None, # Temperature of P(all), 1: none; None: threshold.json's, else 1
                   ) -> Predictor:
-    "Load a trained model safely together with its input settings and decision threshold."
-    run_or_file = Path(run_or_file).expanduser()
-    if not run_or_file.exists(): raise FileNotFoundError(f"{run_or_file} does not exist: pass a run folder or a .keras file")
-    model_file = _model_file(run_or_file)
-    config_file = _find_config(model_file)
-    config = json.loads(config_file.read_text()) if config_file else {}
-    model_name = model_name or config.get("model")
-    if not model_name:
-        raise ValueError(f"{model_file} has no config.json beside it: pass model_name (the registry name, e.g. ResNetRS50), "
-                         "which decides how pixels are scaled for the model")
-    model = load_keras_model(model_file)
-    fixed = tuple(model.input_shape[1:3])
-    image_size = image_size or config.get("image_size") or (fixed[0] if None not in fixed and fixed[0] == fixed[1] else None)
-    if image_size is None: raise ValueError(f"{model_file} accepts any input size: pass image_size")
-    image_size = int(image_size)
-    if None not in fixed and fixed != (image_size, image_size):
-        raise ValueError(f"{model_file} takes {fixed[0]}x{fixed[1]} inputs, not {image_size}x{image_size}: leave image_size out or fix it")
-    stored = _stored_threshold(config_file.parent) if config_file else None
-    threshold, threshold_source = (float(threshold), "given") if threshold is not None else stored or (DEFAULT_THRESHOLD, "default")
-    if not 0 <= threshold <= 1: raise ValueError(f"threshold={threshold} is not a probability between 0 and 1")
+    "Load a trained model safely, checked against its run, with its input settings, threshold and temperature."
+    model_file, run = _locate(run_or_file)
+    config = run.read_config() if run else {}
+    if run: model, name, size = _run_model(model_file, run, config, model_name, image_size)
+    else: model, name, size = _bare_model(model_file, model_name, image_size)
+    decision = _decision_settings(run, threshold, temperature)
     options = {k: config[k] for k in _INPUT_OPTIONS if k in config and k in inspect.signature(make_dataset).parameters}
-
-    stored_temperature = _stored_temperature(config_file.parent) if config_file else None
-    temperature, temperature_source = ((float(temperature), "given") if temperature is not None
-                                       else stored_temperature or (1.0, "none"))
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature={temperature} is not a positive number: give 1 for uncalibrated probabilities, "
-                         "or leave it out to use the run's threshold.json")
-    return Predictor(model, model_name, image_size, threshold, threshold_source, str(run_or_file),
-                     config.get("dataset", "unknown"), options, temperature, temperature_source)
+    return Predictor(model, name, size, *decision[:2], str(run_or_file), config.get("dataset", "unknown"), options,
+                     *decision[2:])
 
 # %% ../nbs/06_predict.ipynb #67b365d6
 UNREADABLE = ("empty file", "not an image", "too large", "truncated or corrupt") # inspect_image reasons: not predicted
@@ -159,15 +180,16 @@ def _problem_of(path:Path) -> str:
     return f"{reason}: {detail}" if reason in UNREADABLE else ""
 
 def find_images(images_or_folders, # An image file, a folder, or a list of them
-                workers:int|None=None, # Threads opening the files. Defaults to 2 per CPU core.
+                workers:int|None=None, # Threads opening the files; None: 2 per CPU core
                ) -> pd.DataFrame:
     "One row per image file: `path` and `problem` (empty when it can be predicted, else why not)."
     targets = [images_or_folders] if isinstance(images_or_folders, (str, Path)) else list(images_or_folders)
     paths = []
     for target in [Path(t).expanduser() for t in targets]:
-        if not target.exists(): raise FileNotFoundError(f"{target} does not exist: pass image files or folders of images")
+        if not target.exists():
+            raise MissingFileError(f"{target} does not exist: pass image files or folders of images")
         found = _files_under(target)
-        if not found: raise ValueError(f"{target} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        if not found: raise InvalidValueError(f"{target} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         paths += [p.resolve() for p in found]
     paths = list(dict.fromkeys(paths))
     with ThreadPoolExecutor(workers or 2 * (os.cpu_count() or 1)) as pool: problems = list(pool.map(_problem_of, paths))
@@ -182,15 +204,19 @@ def dihedral_views(images, # A batch of images (N, H, W, C), square
     return rotations + [tf.image.flip_left_right(view) for view in rotations]
 
 # %% ../nbs/06_predict.ipynb #152b7d31
-N_VIEWS = 8
+N_VIEWS = 8 # The views of a cell under test-time augmentation: the symmetries of the square
 
-def positive_probability(outputs:np.ndarray) -> np.ndarray:
+# %% ../nbs/06_predict.ipynb #301686c6
+def positive_probability(outputs:np.ndarray, # Model outputs, one row per image
+                        ) -> np.ndarray:
     "Probability of `all` from model outputs: column 1 of a two-class softmax, or a single sigmoid column."
     outputs = np.asarray(outputs)
     if outputs.ndim != 2 or outputs.shape[1] not in (1, 2):
-        raise ValueError(f"Model outputs have shape {outputs.shape}; expected (n, 2) probabilities of (hem, all) or (n, 1) of all")
+        raise InvalidValueError(f"Model outputs have shape {outputs.shape}; expected (n, 2) probabilities of "
+                                "(hem, all) or (n, 1) of all")
     return outputs[:, -1].astype(np.float64)
 
+# %% ../nbs/06_predict.ipynb #314d9a54
 def _with_views(images):
     "A batch (N, H, W, C) as its N x 8 views, the views of each image next to each other."
     import tensorflow as tf
@@ -200,7 +226,7 @@ def _with_views(images):
 def predict_probabilities(predictor:Predictor, # From `load_predictor`
                           frame:pd.DataFrame, # Rows with a `path` column
                           tta:bool=False, # Average over the 8 flips and rotations
-                          batch_size:int=PAPER.batch_size, # Model inputs per step. Defaults to 40.
+                          batch_size:int=PAPER.batch_size, # Model inputs per step
                          ) -> np.ndarray:
     "P(all) for each row of `frame`, preprocessed exactly as in evaluation, scaled by the predictor's temperature."
     from bloodcancer.evaluate import apply_temperature
@@ -215,14 +241,16 @@ def predict_probabilities(predictor:Predictor, # From `load_predictor`
 
 # %% ../nbs/06_predict.ipynb #b06b863f
 def soft_vote(probabilities:list, # One array of probabilities of `all` per member, all of the same length
-              weights:list|None=None, # Non-negative weight per member. Defaults to equal weights.
+              weights:list|None=None, # Non-negative weight per member; None: equal weights
              ) -> np.ndarray:
     "The weighted mean of the members' probabilities."
     stacked = np.stack([np.asarray(p, np.float64) for p in probabilities]) if len(probabilities) else None
-    if stacked is None: raise ValueError("soft_vote needs at least one member")
+    if stacked is None: raise InvalidValueError("soft_vote needs at least one member")
     weights = np.ones(len(stacked)) if weights is None else np.asarray(weights, np.float64)
-    if weights.shape != (len(stacked),): raise ValueError(f"{len(weights)} weights for {len(stacked)} members: give one weight per member")
-    if (weights < 0).any() or weights.sum() <= 0: raise ValueError(f"weights {weights.tolist()} must be non-negative and not all zero")
+    if weights.shape != (len(stacked),):
+        raise InvalidValueError(f"{len(weights)} weights for {len(stacked)} members: give one weight per member")
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise InvalidValueError(f"weights {weights.tolist()} must be non-negative and not all zero")
     return weights @ stacked / weights.sum()
 
 # %% ../nbs/06_predict.ipynb #264c9e74
@@ -230,44 +258,54 @@ def _decodable(predictor:Predictor, path:str) -> str:
     "'' when the evaluation pipeline decodes `path`, else why not."
     import tensorflow as tf
     from bloodcancer.data import DataValidationError
-    try: next(iter(make_dataset(pd.DataFrame({"path": [path]}), predictor.model_name, predictor.image_size, 1, cache=False, labels=False, **predictor.input_options)))
-    except (tf.errors.OpError, DataValidationError): return "cannot be decoded: the image pipeline (OpenCV) does not read this kind of file"
+    try: next(iter(make_dataset(pd.DataFrame({"path": [path]}), predictor.model_name, predictor.image_size, 1,
+                                cache=False, labels=False, **predictor.input_options)))
+    except (tf.errors.OpError, DataValidationError):
+        return "cannot be decoded: the image pipeline (OpenCV) does not read this kind of file"
     return ""
 
-def _predict_readable(predictor:Predictor, frame:pd.DataFrame, tta:bool, batch_size:int) -> tuple[np.ndarray, pd.Series]:
-    "Probabilities of the rows of `frame`, and the problems of rows TensorFlow could not decode (NaN for them)."
+def _predict_readable(predictor:Predictor, frame:pd.DataFrame, tta:bool, batch_size:int) -> tuple:
+    "Probabilities of the rows of `frame` (NaN for rows TensorFlow could not decode), and those rows' problems."
     import tensorflow as tf
     from bloodcancer.data import DataValidationError
     problems = pd.Series("", index=frame.index)
     try: return predict_probabilities(predictor, frame, tta, batch_size), problems
     except (tf.errors.OpError, DataValidationError) as error:
         problems = frame["path"].map(lambda p: _decodable(predictor, p))
-        if not problems.ne("").any(): raise RuntimeError(f"Prediction with {predictor.source} failed: {str(error).splitlines()[0]}") from None
+        if not problems.ne("").any():
+            raise RuntimeError(f"Prediction with {predictor.source} failed: {str(error).splitlines()[0]}") from None
     readable = problems.eq("")
     probabilities = np.full(len(frame), np.nan)
     probabilities[readable.to_numpy()] = predict_probabilities(predictor, frame[readable], tta, batch_size)
     return probabilities, problems
 
 # %% ../nbs/06_predict.ipynb #d67042a5
+def _write_predictions(table:pd.DataFrame, out:Path):
+    "The table as CSV at `out` and its description beside it (.json), each written atomically."
+    atomic_write(out, table.to_csv(index=False))
+    atomic_write(out.with_suffix(".json"), json.dumps(table.attrs, indent=2))
+
+# %% ../nbs/06_predict.ipynb #8b7c3b48
 def predict_images(images, # An image file, a folder, or a list of them
                    model, # A run folder, a `.keras` file, a `Predictor`, or a list of them (an ensemble)
                    tta:bool=False, # Average over the 8 flips and rotations of each image
-                   batch_size:int=PAPER.batch_size, # Model inputs per step. Defaults to 40.
-                   threshold:float|None=None, # Probability of `all` from which a cell is called `all`. Defaults to the run's threshold.json (one model), else 0.5.
-                   weights:list|None=None, # Ensemble weights, one per model. Defaults to equal weights.
-                   model_name:str|None=None, # Registry model name for `.keras` files outside a run folder
-                   image_size:int|None=None, # Input size for `.keras` files outside a run folder whose model does not fix it
-                   out:str|Path|None=None, # Write the table to this CSV (and its description to the same name with .json)
+                   batch_size:int=PAPER.batch_size, # Model inputs per step
+                   threshold:float|None=None, # P(all) from which a cell is `all`; None: threshold.json (one run), 0.5
+                   weights:list|None=None, # Ensemble weights, one per model; None: equal weights
+                   model_name:str|None=None, # Registry name of `.keras` files outside a run folder
+                   image_size:int|None=None, # Input size to check the models against
+                   out:str|Path|None=None, # Write the table to this CSV (and its description beside it, as .json)
                   ) -> pd.DataFrame:
     "Per image: path, probability of `all`, label and, for files that could not be predicted, the problem."
     if threshold is not None and not (isinstance(threshold, (int, float, np.number)) and 0 <= threshold <= 1):
-        raise ValueError(f"threshold={threshold!r} is not a probability between 0 and 1: pass a value from 0 to 1 "
-                         "(a cell is called all when its probability of all reaches it), or leave it out for the "
-                         "run's threshold.json or 0.5")
+        raise InvalidValueError(f"threshold={threshold!r} is not a probability between 0 and 1: pass a value from 0 "
+                                "to 1 (a cell is called all when its probability of all reaches it), or leave it "
+                                "out for the run's threshold.json or 0.5")
     members = [m if isinstance(m, Predictor) else load_predictor(m, model_name=model_name, image_size=image_size)
                for m in (model if isinstance(model, (list, tuple)) else [model])]
     for m in members:
-        if m.trained_on == "synthetic": warnings.warn(f"{m.source} was trained on synthetic cells: its predictions say nothing about real cells")
+        if m.trained_on == "synthetic":
+            warnings.warn(f"{m.source} was trained on synthetic cells: its predictions say nothing about real cells")
     table = find_images(images)
     readable = table[table["problem"].eq("")]
     member_probabilities = []
@@ -275,16 +313,18 @@ def predict_images(images, # An image file, a folder, or a list of them
         probabilities, problems = _predict_readable(m, readable, tta, batch_size)
         table.loc[problems.index[problems.ne("")], "problem"] = problems[problems.ne("")]
         member_probabilities.append(probabilities)
-    if threshold is None and len(members) == 1: threshold, threshold_source = members[0].threshold, members[0].threshold_source
-    elif threshold is None: threshold, threshold_source = DEFAULT_THRESHOLD, "default (an ensemble has no stored threshold)"
-    else: threshold_source = "given"
+    if threshold is not None: threshold_source = "given"
+    elif len(members) == 1: threshold, threshold_source = members[0].threshold, members[0].threshold_source
+    else: threshold, threshold_source = DEFAULT_THRESHOLD, "default (an ensemble has no stored threshold)"
     table["probability_all"] = np.nan
     table.loc[readable.index, "probability_all"] = soft_vote(member_probabilities, weights) if len(readable) else []
     table.loc[table["problem"].ne(""), "probability_all"] = np.nan
-    table["label"] = np.where(table["probability_all"].isna(), "", np.where(table["probability_all"] >= threshold, "all", "hem"))
+    called = np.where(table["probability_all"] >= threshold, "all", "hem")
+    table["label"] = np.where(table["probability_all"].isna(), "", called)
     table = table[["path", "probability_all", "label", "problem"]]
     table.attrs = dict(models=[m.source for m in members], model_names=[m.model_name for m in members],
-                       trained_on=[m.trained_on for m in members], weights=None if weights is None else list(map(float, weights)),
+                       trained_on=[m.trained_on for m in members],
+                       weights=None if weights is None else list(map(float, weights)),
                        tta=tta, threshold=float(threshold), threshold_source=threshold_source,
                        temperatures=[m.temperature for m in members],
                        n_images=len(table), n_predicted=int(table["label"].ne("").sum()),
@@ -292,27 +332,26 @@ def predict_images(images, # An image file, a folder, or a list of them
     if out is not None: _write_predictions(table, Path(out))
     return table
 
-def _write_predictions(table:pd.DataFrame, out:Path):
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    out.with_suffix(".json").write_text(json.dumps(table.attrs, indent=2))
-
 # %% ../nbs/06_predict.ipynb #cd677b60
-THRESHOLD_METHODS = ("youden", "sensitivity")
+THRESHOLD_METHODS = ("youden", "sensitivity") # How `choose_threshold` chooses
 
+# %% ../nbs/06_predict.ipynb #b50f8c98
 def choose_threshold(labels, # True classes: 1 (`all`) or 0 (`hem`), or the class names
                      scores, # Probability of `all` per cell
-                     method:str="youden", # `youden` (max sensitivity + specificity - 1) or `sensitivity` (reach `target_sensitivity`)
+                     method:str="youden", # `youden` (max sensitivity + specificity - 1) or `sensitivity`
                      target_sensitivity:float|None=None, # For `sensitivity`: the sensitivity to reach, e.g. 0.95
                     ) -> dict:
     "The decision threshold under `method`, with the sensitivity, specificity and Youden's J it gives on these cells."
     labels = np.asarray([{"all": 1, "hem": 0}.get(v, v) for v in labels], np.int64)
     scores = np.asarray(scores, np.float64)
-    if method not in THRESHOLD_METHODS: raise ValueError(f"method={method!r}: use one of {', '.join(THRESHOLD_METHODS)}")
-    if len(labels) != len(scores): raise ValueError(f"{len(labels)} labels but {len(scores)} scores")
-    if not set(labels) <= {0, 1} or len(set(labels)) < 2: raise ValueError("choose_threshold needs cells of both classes (labels 0 = hem and 1 = all)")
+    if method not in THRESHOLD_METHODS:
+        raise InvalidValueError(f"method={method!r}: use one of {', '.join(THRESHOLD_METHODS)}")
+    if len(labels) != len(scores): raise InvalidValueError(f"{len(labels)} labels but {len(scores)} scores")
+    if not set(labels) <= {0, 1} or len(set(labels)) < 2:
+        raise InvalidValueError("choose_threshold needs cells of both classes (labels 0 = hem and 1 = all)")
     if method == "sensitivity" and not (target_sensitivity is not None and 0 < target_sensitivity <= 1):
-        raise ValueError(f"target_sensitivity={target_sensitivity}: give a sensitivity in (0, 1] for method='sensitivity'")
+        raise InvalidValueError(f"target_sensitivity={target_sensitivity}: give a sensitivity in (0, 1] for "
+                                "method='sensitivity'")
     cuts = np.unique(scores)[::-1]  # "all" when score >= cut, from the strictest cut down
     positives, negatives = np.sort(scores[labels == 1]), np.sort(scores[labels == 0])
     sensitivity = 1 - np.searchsorted(positives, cuts, "left") / len(positives)
@@ -322,33 +361,37 @@ def choose_threshold(labels, # True classes: 1 (`all`) or 0 (`hem`), or the clas
     else: best = int(np.flatnonzero(sensitivity >= target_sensitivity - 1e-12)[0])
     threshold = (cuts[best] + cuts[best + 1]) / 2 if best + 1 < len(cuts) else cuts[best]
     return dict(threshold=float(threshold), method=method, target_sensitivity=target_sensitivity,
-                sensitivity=float(sensitivity[best]), specificity=float(specificity[best]), youden_j=float(youden[best]),
-                n_cells=int(len(labels)), n_all=int(labels.sum()))
+                sensitivity=float(sensitivity[best]), specificity=float(specificity[best]),
+                youden_j=float(youden[best]), n_cells=int(len(labels)), n_all=int(labels.sum()))
 
 # %% ../nbs/06_predict.ipynb #0042536d
 def calibrate_threshold(run:str|Path, # A run folder with model.keras, config.json and split.csv
                         method:str="youden", # `youden` or `sensitivity`
-                        target_sensitivity:float|None=None, # For `sensitivity`: the sensitivity to reach on validation cells
-                        tta:bool=False, # Predict the validation cells with test-time augmentation (use the same when predicting)
-                        batch_size:int=PAPER.batch_size, # Model inputs per step. Defaults to 40.
+                        target_sensitivity:float|None=None, # For `sensitivity`: the sensitivity to reach
+                        tta:bool=False, # Predict with test-time augmentation (then predict with it too)
+                        batch_size:int=PAPER.batch_size, # Model inputs per step
                         temperature:bool=True, # Also fit a temperature for P(all) on the validation cells
                        ) -> dict:
     "Fit the run's temperature and choose its decision threshold on its validation cells; store both (threshold.json)."
     from bloodcancer.evaluate import (ECE_BINS, apply_temperature, expected_calibration_error, fit_temperature,
                                       negative_log_likelihood)
-    run = Path(run).expanduser()
-    if not (run/"split.csv").is_file(): raise FileNotFoundError(f"{run} has no split.csv: pass a run folder written by training")
-    split = load_split(run)
+    folder = RunFolder(run)
+    folder.read_config()  # a folder that is not a run gets a clear RunFolderError here
+    split = folder.read_split()
     validation = split[split["split"].eq("val")]
-    if validation.empty: raise ValueError(f"{run/'split.csv'} has no validation cells (split == 'val'): train with a validation fraction above 0")
+    if validation.empty:
+        raise InvalidValueError(f"{folder.split_file} has no validation cells (split == 'val'): train with a "
+                                "validation fraction above 0")
     missing = [p for p in validation["path"] if not Path(p).is_file()]
-    if missing: raise FileNotFoundError(f"{len(missing)} validation cells of {run/'split.csv'} are gone (first: {missing[0]}); the data moved since training")
+    if missing:
+        raise MissingFileError(f"{len(missing)} validation cells of {folder.split_file} are gone (first: "
+                               f"{missing[0]}); the data moved since training")
     labels = labels_of(validation)
     if len(set(labels.tolist())) < 2:
-        raise ValueError(f"The validation cells of {run/'split.csv'} are all of one class "
-                         f"({validation['label'].iloc[0]}): a threshold "
-                         "and a temperature need cells of both classes; train with a validation part that holds both")
-    predictor = load_predictor(run, threshold=DEFAULT_THRESHOLD, temperature=1.0)  # the model's own probabilities
+        raise InvalidValueError(f"The validation cells of {folder.split_file} are all of one class "
+                                f"({validation['label'].iloc[0]}): a threshold and a temperature need cells of both "
+                                "classes; train with a validation part that holds both")
+    predictor = load_predictor(folder.path, threshold=DEFAULT_THRESHOLD, temperature=1.0)  # the model's own P(all)
     raw = predict_probabilities(predictor, validation, tta, batch_size)
     fitted = fit_temperature(labels, raw) if temperature else 1.0
     calibrated = apply_temperature(raw, fitted)
@@ -361,5 +404,5 @@ def calibrate_threshold(run:str|Path, # A run folder with model.keras, config.js
     record = dict(chosen, **calibration, tta=tta, data="validation cells of split.csv", dataset=predictor.trained_on,
                   protocol=str(split["protocol"].iloc[0]) if "protocol" in split else "unknown",
                   created=datetime.datetime.now().isoformat(timespec="seconds"))
-    (run/THRESHOLD_FILE).write_text(json.dumps(record, indent=2))
+    atomic_write(folder.path/THRESHOLD_FILE, json.dumps(record, indent=2))
     return record

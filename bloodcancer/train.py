@@ -275,6 +275,11 @@ def recalibrate_batch_norm(model, # tf_keras model whose batch-norm layers get n
         for layer, momentum in zip(layers, momenta): layer.momentum = momentum
     return used
 
+# %% ../nbs/03_train.ipynb #6ec89b78
+def _say(config:TrainConfig, text:str):
+    "Print `text` unless the run is silent (`verbose=0`)."
+    if config.verbose: print(text, flush=True)
+
 # %% ../nbs/03_train.ipynb #c88c3a99
 def _subsample(index:pd.DataFrame, max_images:int, seed:int) -> pd.DataFrame:
     "At most `max_images` rows of `index`, drawn at random (all rows when `max_images` is 0)."
@@ -286,7 +291,7 @@ def _split_for(index:pd.DataFrame, config:TrainConfig) -> pd.DataFrame:
     "Validate the images (bad files left out, reported) and split them (or read the given split file)."
     if config.split_file: return _split_from_file(config.split_file)
     report = validate_images(index, policy="skip", tolerate=("grayscale", "RGBA"), expected_size=None)
-    print(report.describe(limit=10))
+    _say(config, report.describe(limit=10))
     images = _subsample(report.clean, config.max_images, config.seed)
     fold = dict(n_folds=config.folds, fold=config.fold - 1) if config.folds else {}
     return make_split(images, config.split, seed=config.seed, validation_fraction=config.validation_fraction, **fold)
@@ -344,10 +349,10 @@ def _start_run(run:RunFolder, record:dict, index:pd.DataFrame, config:TrainConfi
         record |= {k: previous[k] for k in ("created", "n_images") if k in previous}
         record |= dict(resumes=previous.get("resumes", 0) + 1, epochs_completed=backed_up_epochs(run))
         rows = run.read_split()
-        print(f"Resuming {run.path} after epoch {record['epochs_completed']} (config and data unchanged)")
+        _say(config, f"Resuming {run.path} after epoch {record['epochs_completed']} (config and data unchanged)")
     else:
         if state == "restart":  # nothing was trained: what the earlier attempt left goes
-            print(f"Restarting {run.path}: its earlier attempt never finished an epoch")
+            _say(config, f"Restarting {run.path}: its earlier attempt never finished an epoch")
             for leftover in (run.backup_dir, run.best_file.parent, run.logs_dir, run.history_file):
                 if leftover.is_dir(): shutil.rmtree(leftover)
                 elif leftover.exists(): leftover.unlink()
@@ -420,7 +425,7 @@ def train(config:TrainConfig|None=None, # The run's settings; None: the paper's 
     record |= dict(outputs=str(project_paths(outputs=config.outputs or None).outputs), run_name=run_name)
     with (run.lock(f"training {spec.name}") if chief else contextlib.nullcontext()) as lock:
         if lock is not None and lock.took_over:
-            print(f"took over the lock of process {lock.took_over.get('pid')}, which ended without releasing it")
+            _say(config, f"took over the lock of process {lock.took_over.get('pid')}, which ended without releasing it")
         if chief: rows, first_epoch = _start_run(run, record, index, config)
         else: rows, first_epoch = _split_for(index, config), 0  # a worker makes the chief's split (same seed, data)
         _fit(run, record, rows, first_epoch, config, distribution, strategy_name, chief, callbacks, started)
@@ -438,9 +443,9 @@ def train_folds(config:TrainConfig|None=None, # The settings, with `folds` >= 2 
     for fold in range(1, config.folds + 1):
         folder = _fold_folder(config.replace(fold=fold))
         if folder is not None and RunFolder(folder).status == "complete":
-            print(f"fold {fold}/{config.folds}: complete, skipped ({folder})")
+            _say(config, f"fold {fold}/{config.folds}: complete, skipped ({folder})")
             folders.append(folder); continue
-        print(f"fold {fold}/{config.folds}", flush=True)
+        _say(config, f"fold {fold}/{config.folds}")
         folders.append(train(config.replace(fold=fold), callbacks))
     return folders
 
@@ -481,10 +486,10 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
     "Build, compile and train the model, then finish the run folder (chief)."
     train_rows, val_rows = rows[rows["split"].eq("train")], rows[rows["split"].eq("val")]
     global_batch = record["global_batch_size"]
-    print(f"{record['model']} on {data_description(record['dataset'], record['data_root'])} ({record['data_root']}): "
+    _say(config, f"{record['model']} on {data_description(record['dataset'], record['data_root'])} ({record['data_root']}): "
           f"{len(train_rows)} training and {len(val_rows)} validation images, {config.split} split, seed "
           f"{config.seed}; {record['replicas']} replica(s) ({strategy_name}), global batch {global_batch}")
-    print(f"run folder: {run.path}", flush=True)
+    _say(config, f"run folder: {run.path}")
     paper = _paper_config(config)
     seed_everything(config.seed, tensorflow=True)
     mixed = "mixed_bfloat16" if strategy_name == "tpu" else "mixed_float16"
@@ -543,4 +548,4 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
     from bloodcancer.evaluate import write_model_card  # evaluation rewrites it with its numbers
     write_model_card(run.path)
     best = f", best val_loss {best_row['val_loss']:.4f} at epoch {best_row['epoch'] + 1:.0f}" if has_val else ""
-    print(f"done: {len(history)} epoch(s){best}; model: {run.model_file}")
+    if config.get("verbose", 1): print(f"done: {len(history)} epoch(s){best}; model: {run.model_file}")

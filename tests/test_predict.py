@@ -1,9 +1,11 @@
 """Prediction, test-time augmentation, ensembles, thresholds, safe loading and Grad-CAM (bloodcancer.predict and
-bloodcancer.explain), on the session's `tiny_run` (AlexNet trained by `bloodcancer.train.train` on synthetic cells)
-and, for the Grad-CAM localisation test, a small CNN with fine feature maps trained on synthetic cells."""
+bloodcancer.explain), on `bloodcancer.demo.tiny_run()`: the registry's AlexNet trained by `bloodcancer.train.train`
+on a tiny synthetic C-NMC (cached per version of the library), and the same run at 128 pixels for Grad-CAM."""
 import json
 import shutil
+import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,58 +13,67 @@ import pytest
 
 keras = pytest.importorskip("tf_keras")
 
-from bloodcancer.core import seed_everything
-from bloodcancer.data import CLASSES, index_dataset, load_split, make_split, make_synthetic_cnmc, save_split
-from bloodcancer.explain import feature_layer, grad_cam, save_gradcam_figure
-from bloodcancer.predict import (Predictor, UnsafeModelError, calibrate_threshold, choose_threshold, dihedral_views,
-                                 load_keras_model, load_predictor, predict_images, predict_probabilities, soft_vote)
-from bloodcancer.preprocess import background_mask, make_dataset
+from bloodcancer.cli import main
+from bloodcancer.demo import tiny_run
+from bloodcancer.explain import feature_map, grad_cam, save_gradcam_figure
+from bloodcancer.models import FEATURE_LAYER, ModelMismatchError, UnsafeModelError, load_model
+from bloodcancer.predict import (Predictor, calibrate_threshold, choose_threshold, dihedral_views, load_predictor,
+                                 predict_images, predict_probabilities, soft_vote)
+from bloodcancer.preprocess import background_mask, load_image, make_dataset, resize_image
+from bloodcancer.runs import RunFolder
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*trained on synthetic cells")
 
 
-def _config(run):
-    return json.loads((Path(run)/"config.json").read_text())
+@pytest.fixture(scope="module")
+def run():
+    "The demo's complete AlexNet run folder (32 px, 3 epochs, synthetic cells); read only."
+    return tiny_run()
 
 
 def _dataset(run, frame, batch_size=16):
     "The run's evaluation pipeline, built here from config.json independently of bloodcancer.predict."
-    config = _config(run)
+    config = RunFolder(run).read_config()
     return make_dataset(frame, config["model"], config["image_size"], batch_size, labels=False,
                         denoise=config["denoise"], input_mode=config["input_mode"])
 
 
+def load_model_probabilities(run, frame):
+    "P(all) straight from the run's model and its evaluation pipeline, without bloodcancer.predict."
+    return load_model(Path(run)/"model.keras").predict(_dataset(run, frame), verbose=0)[:, 1].astype(np.float64)
+
+
 @pytest.fixture
-def run_copy(tiny_run, tmp_path):
-    "A private copy of the session's run, for tests that write into the run folder."
-    return Path(shutil.copytree(tiny_run, tmp_path/"outputs"/tiny_run.parent.name/tiny_run.name))
+def run_copy(run, tmp_path):
+    "A private copy of the demo run, for tests that write into the run folder."
+    return Path(shutil.copytree(run, tmp_path/"outputs"/run.parent.name/run.name))
 
 
 @pytest.fixture(scope="module")
-def test_cells(tiny_run):
-    split = load_split(tiny_run)
+def test_cells(run):
+    split = RunFolder(run).read_split()
     return split[split["split"].eq("test")].reset_index(drop=True)
 
 
-def test_predict_equals_model_predict(tiny_run, test_cells):
-    from bloodcancer.train import load_model
-    expected = load_model(tiny_run/"model.keras").predict(_dataset(tiny_run, test_cells), verbose=0)[:, 1]
-    table = predict_images(test_cells["path"].tolist(), tiny_run, batch_size=5)
+def test_predict_equals_model_predict(run, test_cells):
+    expected = load_model_probabilities(run, test_cells)
+    table = predict_images(test_cells["path"].tolist(), run, batch_size=5)
     assert table["path"].tolist() == [str(Path(p).resolve()) for p in test_cells["path"]]
     np.testing.assert_allclose(table["probability_all"].to_numpy(), expected, atol=1e-6)
     assert table["label"].tolist() == np.where(expected >= 0.5, "all", "hem").tolist()
     assert table["problem"].eq("").all()
 
 
-def test_bad_files_listed_rest_predicted(tiny_run, test_cells, tmp_path):
+def test_bad_files_listed_rest_predicted(run, test_cells, tmp_path):
     for i, path in enumerate(test_cells["path"].head(3)): shutil.copy(path, tmp_path/f"cell{i}.bmp")
     (tmp_path/"empty.png").write_bytes(b"")
     (tmp_path/"broken.jpg").write_text("not an image")
-    table = predict_images(tmp_path, tiny_run, out=tmp_path/"out"/"predictions.csv")
+    table = predict_images(tmp_path, run, out=tmp_path/"out"/"predictions.csv")
     rows = {Path(p).name: row for p, row in zip(table["path"], table.to_dict("records"))}
     assert rows["empty.png"]["problem"].startswith("empty file") and rows["empty.png"]["label"] == ""
     assert rows["broken.jpg"]["problem"].startswith("not an image") and np.isnan(rows["broken.jpg"]["probability_all"])
-    assert all(rows[f"cell{i}.bmp"]["label"] in CLASSES for i in range(3))
+    expected = load_model_probabilities(run, test_cells.head(3))
+    np.testing.assert_allclose([rows[f"cell{i}.bmp"]["probability_all"] for i in range(3)], expected, atol=1e-6)
     assert (tmp_path/"out"/"predictions.csv").is_file()
     meta = json.loads((tmp_path/"out"/"predictions.json").read_text())
     assert meta["trained_on"] == ["synthetic"] and meta["threshold"] == 0.5 and meta["tta"] is False
@@ -71,18 +82,20 @@ def test_bad_files_listed_rest_predicted(tiny_run, test_cells, tmp_path):
 def test_tta_changes_nothing_for_an_invariant_model(test_cells):
     inputs = keras.Input((32, 32, 3))
     pointwise = keras.layers.Conv2D(4, 1, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(pointwise)))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(pointwise)))
     predictor = Predictor(model, "AlexNet", 32, 0.5, "default", "in memory")
     np.testing.assert_allclose(predict_probabilities(predictor, test_cells, tta=True),
                                predict_probabilities(predictor, test_cells), atol=1e-6)
 
 
-def test_tta_averages_the_eight_views(tiny_run, test_cells):
-    predictor = load_predictor(tiny_run)
-    data = _dataset(tiny_run, test_cells)
+def test_tta_averages_the_eight_views(run, test_cells):
+    predictor = load_predictor(run)
+    data = _dataset(run, test_cells)
     by_hand = np.mean([predictor.model.predict(data.map(lambda x, k=k: dihedral_views(x)[k]), verbose=0)[:, 1]
                        for k in range(8)], axis=0)
-    np.testing.assert_allclose(predict_probabilities(predictor, test_cells, tta=True, batch_size=12), by_hand, atol=1e-6)
+    with_tta = predict_probabilities(predictor, test_cells, tta=True, batch_size=12)
+    np.testing.assert_allclose(with_tta, by_hand, atol=1e-6)
 
 
 def test_dihedral_views_are_the_group_d4():
@@ -93,20 +106,21 @@ def test_dihedral_views_are_the_group_d4():
     for view in dihedral_views(image): assert {w.numpy().tobytes() for w in dihedral_views(view)} == views
 
 
-def test_ensemble_arithmetic(tiny_run, test_cells):
+def test_ensemble_arithmetic(run, test_cells):
     np.testing.assert_allclose(soft_vote([[0.2, 0.9], [0.4, 0.5]]), [0.3, 0.7])
     np.testing.assert_allclose(soft_vote([[0.2, 0.9], [0.4, 0.5]], weights=[3, 1]), [0.25, 0.8])
     with pytest.raises(ValueError, match="one weight per member"): soft_vote([[0.2], [0.4]], weights=[1])
     with pytest.raises(ValueError, match="not all zero"): soft_vote([[0.2], [0.4]], weights=[0, 0])
     paths = test_cells["path"].head(8).tolist()
     constant = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
-                                 keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros", bias_initializer="zeros")])
+                                 keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
+                                                    bias_initializer="zeros")])
     half = Predictor(constant, "AlexNet", 32, 0.5, "default", "constant 0.5")
-    single = predict_images(paths, tiny_run)["probability_all"].to_numpy()
-    ensemble = predict_images(paths, [tiny_run, half], weights=[1, 3])
+    single = predict_images(paths, run)["probability_all"].to_numpy()
+    ensemble = predict_images(paths, [run, half], weights=[1, 3])
     np.testing.assert_allclose(ensemble["probability_all"].to_numpy(), (single + 3 * 0.5) / 4, atol=1e-6)
-    assert ensemble.attrs["models"] == [str(tiny_run), "constant 0.5"] and ensemble.attrs["weights"] == [1.0, 3.0]
-    np.testing.assert_allclose(predict_images(paths, [tiny_run, tiny_run])["probability_all"].to_numpy(), single, atol=1e-6)
+    assert ensemble.attrs["models"] == [str(run), "constant 0.5"] and ensemble.attrs["weights"] == [1.0, 3.0]
+    np.testing.assert_allclose(predict_images(paths, [run, run])["probability_all"].to_numpy(), single, atol=1e-6)
 
 
 def test_threshold_search_finds_the_known_optimum():
@@ -125,23 +139,48 @@ def test_threshold_search_finds_the_known_optimum():
 def test_threshold_stored_with_the_run_and_used(run_copy, test_cells):
     record = calibrate_threshold(run_copy, "sensitivity", target_sensitivity=0.9)
     stored = json.loads((run_copy/"threshold.json").read_text())
-    assert stored["threshold"] == record["threshold"] and stored["method"] == "sensitivity" and stored["dataset"] == "synthetic"
-    assert record["sensitivity"] >= 0.9
+    assert stored["threshold"] == record["threshold"] and stored["method"] == "sensitivity"
+    assert stored["dataset"] == "synthetic" and record["sensitivity"] >= 0.9
     table = predict_images(test_cells["path"].tolist(), run_copy)
     assert table.attrs["threshold"] == record["threshold"]
     assert table["label"].tolist() == np.where(table["probability_all"] >= record["threshold"], "all", "hem").tolist()
     assert predict_images(test_cells["path"].tolist(), run_copy, threshold=0.0)["label"].eq("all").all()
 
 
-def test_bare_model_file_needs_its_model_name(tiny_run, test_cells, tmp_path):
-    bare = Path(shutil.copy(tiny_run/"model.keras", tmp_path/"model.keras"))
+def test_bare_model_file_needs_its_model_name(run, test_cells, tmp_path):
+    bare = Path(shutil.copy(run/"model.keras", tmp_path/"model.keras"))
     with pytest.raises(ValueError, match="pass model_name"): load_predictor(bare)
-    config = _config(tiny_run)
-    assert (config["denoise"], config["input_mode"]) == ("median", "rgb")  # make_dataset's defaults, all a bare file can get
+    with pytest.raises(ModelMismatchError, match="holds a 'AlexNet' model, not VGG19"):
+        load_predictor(bare, model_name="VGG19")
+    config = RunFolder(run).read_config()
     paths = test_cells["path"].head(4).tolist()
     from_file = predict_images(paths, bare, model_name=config["model"])
-    from_run = predict_images(paths, tiny_run)
-    np.testing.assert_allclose(from_file["probability_all"].to_numpy(), from_run["probability_all"].to_numpy(), atol=1e-6)
+    # without a config.json, the file is fed as make_dataset feeds by default (median denoising), at its own size
+    defaults = make_dataset(test_cells.head(4), "AlexNet", 32, 16, labels=False)
+    expected = load_model(bare).predict(defaults, verbose=0)[:, 1]
+    np.testing.assert_allclose(from_file["probability_all"].to_numpy(), expected, atol=1e-6)
+    assert from_file.attrs["model_names"] == ["AlexNet"]
+
+
+def test_model_name_disagreeing_with_the_run_is_refused_on_the_command_line(run, test_cells, capsys):
+    "`predict --model-name VGG19` on an AlexNet run would feed it Caffe-scaled pixels: one line, exit 2."
+    code = main(["predict", test_cells["path"].iloc[0], "--model", str(run), "--model-name", "VGG19"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "model_name='VGG19' disagrees with" in err and "AlexNet" in err
+    assert main(["predict", test_cells["path"].iloc[0], "--model", str(run), "--model-name", "alexnet"]) == 0
+
+
+def test_edited_config_model_is_refused(run_copy, test_cells, capsys):
+    RunFolder(run_copy).update_config(model="VGG19")
+    with pytest.raises(ModelMismatchError, match="holds a 'AlexNet' model, but its run says VGG19"):
+        load_predictor(run_copy)
+    assert main(["predict", test_cells["path"].iloc[0], "--model", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "VGG19" in err
+    RunFolder(run_copy).update_config(model="AlexNet", image_size=64)
+    with pytest.raises(ModelMismatchError, match="image_size=64"): load_predictor(run_copy)
 
 
 def test_unsafe_model_file_is_refused(tmp_path):
@@ -149,13 +188,31 @@ def test_unsafe_model_file_is_refused(tmp_path):
     x = keras.layers.Lambda(lambda images: images * 2.0)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
     model.save(tmp_path/"lambda.keras")
-    with pytest.raises(UnsafeModelError, match="lambda.keras was refused"): load_keras_model(tmp_path/"lambda.keras")
+    with pytest.raises(UnsafeModelError, match="lambda.keras was refused"):
+        load_predictor(tmp_path/"lambda.keras", model_name="AlexNet")
     with pytest.raises(UnsafeModelError, match="lambda.keras was refused"):
         predict_images(tmp_path, tmp_path/"lambda.keras", model_name="AlexNet")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.save(tmp_path/"lambda.h5")
-    with pytest.raises(UnsafeModelError, match="not a .keras model file"): load_keras_model(tmp_path/"lambda.h5")
+    with pytest.raises(UnsafeModelError, match="not a .keras model file"):
+        load_predictor(tmp_path/"lambda.h5", model_name="AlexNet")
+
+
+def test_model_file_naming_another_module_is_refused_before_importing_it(run, test_cells, tmp_path, capsys,
+                                                                          monkeypatch):
+    "A crafted .keras naming module `this` (which prints the Zen of Python on import): refused, nothing printed."
+    crafted = tmp_path/"this.keras"
+    with zipfile.ZipFile(run/"model.keras") as source, zipfile.ZipFile(crafted, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json": data = json.dumps(dict(json.loads(data), module="this")).encode()
+            target.writestr(item, data)
+    monkeypatch.delitem(sys.modules, "this", raising=False)  # an import would print again
+    code = main(["predict", test_cells["path"].iloc[0], "--model", str(crafted), "--model-name", "AlexNet"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "this" not in sys.modules
+    assert len(err.strip().splitlines()) == 1 and "names the module(s) this" in err
 
 
 def test_convnext_layers_load(tmp_path):
@@ -163,60 +220,52 @@ def test_convnext_layers_load(tmp_path):
     from tf_keras.src.applications import convnext
     inputs = keras.Input((4, 4, 8))
     x = convnext.LayerScale(1e-6, 8)(inputs)
-    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))).save(tmp_path/"c.keras")
-    assert type(load_keras_model(tmp_path/"c.keras").layers[1]).__name__ == "LayerScale"
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(x))).save(tmp_path/"c.keras")
+    assert type(load_model(tmp_path/"c.keras").layers[1]).__name__ == "LayerScale"
 
 
 @pytest.fixture(scope="module")
-def localising_run(tmp_path_factory):
-    "A run folder of a small CNN with fine feature maps (16 x 16 at 32 px), trained 30 epochs on synthetic cells."
-    folder = tmp_path_factory.mktemp("gradcam")
-    data = make_synthetic_cnmc(folder/"data", image_size=64, class_separation=3.0, seed=0)
-    split = make_split(index_dataset(data), "subject", seed=0)
-    run = folder/"outputs"/"synthetic-subject-seed0"/"AlexNet"
-    save_split(split, run)
-    seed_everything(0, tensorflow=True)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(keras.layers.MaxPooling2D()(x))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
-    model.compile(keras.optimizers.Adam(3e-3), "categorical_crossentropy")
-    model.fit(make_dataset(split[split["split"].eq("train")], "AlexNet", 32, 32, training=True, seed=0), epochs=30, verbose=0)
-    model.save(run/"model.keras")
-    (run/"config.json").write_text(json.dumps(dict(model="AlexNet", split="subject", image_size=32, dataset="synthetic",
-                                                   class_names=list(CLASSES), positive_class="all", status="complete",
-                                                   note="small stand-in CNN with AlexNet's input contract")))
-    return run
+def trained_run():
+    "The demo run at 128 px (AlexNet's feature map 4 x 4) trained for up to 10 epochs: a map with room to localise."
+    return tiny_run(image_size=128, epochs=10)
 
 
-def test_grad_cam_size_and_weight_inside_the_cell(localising_run):
-    predictor = load_predictor(localising_run)
-    split = load_split(localising_run)
+def test_grad_cam_size_range_and_weight_inside_the_cell(trained_run):
+    predictor = load_predictor(trained_run)
+    split = RunFolder(trained_run).read_split()
     cells = split[split["split"].eq("test")]
-    images = np.concatenate(list(make_dataset(cells, "AlexNet", 32, 64, labels=False)))
-    maps = grad_cam(predictor.model, images)
-    assert maps.shape == (len(cells), 32, 32)
+    images = np.concatenate(list(_dataset(trained_run, cells, 64)))
+    maps = grad_cam(predictor.model, images, class_index=None)
+    assert maps.shape == (len(cells), 128, 128)
     assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
-    cell = np.array([~background_mask(image) for image in images])
+    cell = np.array([~background_mask(resize_image(load_image(p), 128)) for p in cells["path"]])
     inside = np.array([m[c].mean() for m, c in zip(maps, cell)])
     outside = np.array([m[~c].mean() for m, c in zip(maps, cell)])
-    assert inside.mean() > 2 * outside.mean()
-    assert (inside > outside).mean() >= 0.9
+    assert inside.mean() > outside.mean()
+    assert (inside > outside).mean() > 0.5
 
 
-def test_grad_cam_of_the_registry_model(tiny_run, test_cells):
-    predictor = load_predictor(tiny_run)
-    images = np.concatenate(list(_dataset(tiny_run, test_cells.head(4))))
-    maps = grad_cam(predictor.model, images, class_index=None)
-    assert maps.shape == (4, predictor.image_size, predictor.image_size) and np.isfinite(maps).all()
-    assert len(feature_layer(predictor.model).get_output_shape_at(0)) == 4
+def test_grad_cam_explains_the_registry_feature_layer_and_changes_nothing(run, test_cells):
+    predictor = load_predictor(run)
+    model = predictor.model
+    assert feature_map(model).shape[1:] == model.get_layer(FEATURE_LAYER).input.shape[1:]
+    images = np.concatenate(list(_dataset(run, test_cells.head(4))))
+    before = model.predict(images, verbose=0)
+    maps = grad_cam(model, images, class_index=None)
+    assert maps.shape == (4, predictor.image_size, predictor.image_size)
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    np.testing.assert_allclose(model.predict(images, verbose=0), before, atol=1e-6)
+    assert model.layers[-1].activation.__name__ == "softmax"
+    assert not any("call" in vars(layer) for layer in model.layers)  # no layer's call was patched
 
 
 def test_grad_cam_nested_application():
     inputs = keras.Input((64, 64, 3))
     backbone = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(64, 64, 3))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(backbone(inputs))))
-    assert feature_layer(model).name == "top_activation"
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(backbone(inputs))))
+    assert tuple(feature_map(model).shape[1:]) == (2, 2, 1280)
     batch = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     before = model.predict(batch, verbose=0)
     maps = grad_cam(model, batch, class_index=None)
@@ -237,7 +286,7 @@ def test_temperature_fitted_stored_and_applied(run_copy, test_cells):
     stored = json.loads((run_copy/"threshold.json").read_text())
     assert stored["temperature"] == record["temperature"] > 0 and stored["temperature_fitted"] is True
     # the record's numbers are those of the run's own validation predictions, recomputed here independently
-    split = load_split(run_copy)
+    split = RunFolder(run_copy).read_split()
     validation = split[split["split"].eq("val")]
     raw = load_model_probabilities(run_copy, validation)
     labels = labels_of(validation)
@@ -269,9 +318,3 @@ def test_threshold_files_without_a_temperature_still_work(run_copy, test_cells):
     record = calibrate_threshold(run_copy, temperature=False)
     assert (record["temperature"], record["temperature_fitted"]) == (1.0, False)
     assert record["ece_before"] == record["ece_after"]
-
-
-def load_model_probabilities(run, frame):
-    "P(all) straight from the run's model and its evaluation pipeline, without bloodcancer.predict."
-    from bloodcancer.train import load_model
-    return load_model(Path(run)/"model.keras").predict(_dataset(run, frame), verbose=0)[:, 1].astype(np.float64)
