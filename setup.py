@@ -1,5 +1,7 @@
 from configparser import ConfigParser
+from pathlib import Path
 import setuptools, shlex
+from setuptools.command.build_py import build_py
 
 # note: all settings are in settings.ini; edit there, not here
 config = ConfigParser(delimiters=['='])
@@ -27,6 +29,19 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
+# `pip install "bloodcancer[gpu]"`: TensorFlow with the CUDA libraries it needs to see an NVIDIA GPU on Linux
+gpu_requirements = shlex.split(cfg.get('gpu_requirements', ''))
+
+class build_py_with_notebooks(build_py):
+    "Also copy the pipeline's notebooks (nbs/*.ipynb) into the package as bloodcancer/notebooks/, where they run."
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False): return  # an editable install runs the source tree's nbs/ itself
+        notebooks = sorted(Path(cfg['nbs_path']).glob('*.ipynb'))
+        if not notebooks: raise SystemExit(f"no notebooks in {cfg['nbs_path']}/: the package would have no pipeline")
+        target = Path(self.build_lib)/cfg['lib_path']/'notebooks'
+        self.mkpath(str(target))
+        for notebook in notebooks: self.copy_file(str(notebook), str(target/notebook.name))
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -40,7 +55,8 @@ setuptools.setup(
     packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'gpu': gpu_requirements },
+    cmdclass = { 'build_py': build_py_with_notebooks },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'PACKAGES', 'RUN_DIRECTIVE', 'RECIPES', 'MONITORS', 'SCHEDULES', 'MAX_IMAGE_SIZE',
-           'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything', 'in_colab', 'accelerators',
-           'package_versions', 'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write',
-           'FolderLockedError', 'FolderLock', 'declare_run_mode', 'option', 'docments_of', 'resolve_choices',
-           'TrainConfig']
+__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'PACKAGES', 'TF_KERAS_MINORS', 'COLAB_READY_ENV', 'RUN_DIRECTIVE', 'RECIPES',
+           'MONITORS', 'SCHEDULES', 'MAX_IMAGE_SIZE', 'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything',
+           'in_colab', 'accelerators', 'package_versions', 'tf_keras_requirement', 'runtime_requirements',
+           'colab_setup', 'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write', 'FolderLockedError',
+           'FolderLock', 'declare_run_mode', 'option', 'docments_of', 'resolve_choices', 'TrainConfig']
 
 # %% ../nbs/00_core.ipynb #0ac2299d
 DATA_ENV, OUTPUTS_ENV = "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS"
@@ -132,6 +132,88 @@ def package_versions(names=PACKAGES) -> dict:
         try: found[name] = version(name)
         except PackageNotFoundError: found[name] = None
     return found
+
+# %% ../nbs/00_core.ipynb #639bd140
+TF_KERAS_MINORS = range(14, 22) # TensorFlow 2.x minors with a tf-keras 2.x release line on PyPI (2.14 to 2.21)
+
+def tf_keras_requirement(tensorflow_version:str, # An installed TensorFlow's version, e.g. "2.19.0"
+                        ) -> str:
+    "The tf-keras requirement of the same minor version as `tensorflow_version`; a clear error where none exists."
+    try: major, minor = (int(part) for part in str(tensorflow_version).split(".")[:2])
+    except ValueError: major, minor = 0, 0
+    if major != 2 or minor not in TF_KERAS_MINORS:
+        known = f"2.{TF_KERAS_MINORS[0]} to 2.{TF_KERAS_MINORS[-1]}"
+        raise UserError(f"No tf-keras release matches TensorFlow {tensorflow_version} (tf-keras exists for TensorFlow "
+                        f"{known}). Install a matching pair, e.g. `pip install \"tensorflow>=2.20,<2.21\" "
+                        "\"tf-keras>=2.20,<2.21\"`, and restart the runtime.")
+    return f"tf-keras>=2.{minor},<2.{minor + 1}"
+
+# %% ../nbs/00_core.ipynb #ed03a157
+COLAB_READY_ENV = "BLOODCANCER_COLAB_READY" # Set by `colab_setup`: the Colab cell of the next notebook does nothing
+
+def _pip_install(arguments:list[str]):
+    "`pip install -q ARGUMENTS` with this Python."
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *arguments], check=True)
+
+def runtime_requirements(package:str="bloodcancer", # An installed distribution
+                        ) -> list[str]:
+    "The requirements of the installed `package` without those of its extras, from its metadata."
+    from importlib.metadata import requires
+    from packaging.requirements import Requirement
+    found = [Requirement(text) for text in requires(package) or []]
+    return [str(r) for r in found if r.marker is None or r.marker.evaluate({"extra": ""})]
+
+# %% ../nbs/00_core.ipynb #5229b53a
+def _kaggle_from_secrets(userdata) -> str:
+    "Copy the Kaggle credentials from Colab's secrets into the environment (never over set ones); what happened."
+    names = ("KAGGLE_USERNAME", "KAGGLE_KEY")
+    if all(os.environ.get(n) for n in names): return "already set in the environment"
+    found = {}
+    for name in names:
+        try: found[name] = userdata.get(name)
+        except Exception: pass  # not a secret of this notebook, or access to it was not granted
+    missing = [n for n in names if not found.get(n)]
+    if missing: return (f"not found ({', '.join(missing)} missing): add both as Colab secrets (the key icon) for the "
+                        "full C-NMC, or pass a Drive folder as `data`; the demo needs none")
+    os.environ.update(found)
+    return "read from Colab secrets"
+
+def colab_setup(pip=None, # Runs `pip install` with a list of arguments; None: this Python's pip
+                requirements:list[str]|None=None, # What bloodcancer needs; None: the installed package's metadata
+                detect=None, # Returns counts like `accelerators()`; None: `accelerators` (imports TensorFlow)
+               ) -> dict:
+    "Ready a Colab runtime: its TensorFlow kept, the matching tf-keras and the other requirements, Kaggle keys, GPU."
+    from importlib.metadata import PackageNotFoundError, version
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    if not in_colab(): raise UserError("colab_setup is for Google Colab; elsewhere `pip install bloodcancer` "
+                                       "installs everything (`bloodcancer[gpu]` on a Linux machine with a GPU)")
+    from google.colab import userdata
+    wanted = [Requirement(r) for r in (runtime_requirements() if requirements is None else requirements)]
+    name = lambda requirement: canonicalize_name(requirement.name)
+    tested = next((r for r in wanted if name(r) == "tensorflow"), None)
+    try: tensorflow = version("tensorflow")
+    except PackageNotFoundError: tensorflow = None
+    if tensorflow is None:  # no TensorFlow at all (not Colab's usual image): the tested pair, as pinned
+        install = [str(r) for r in wanted]
+        notes = ["TensorFlow: none installed, installing " + (str(tested) if tested else "it")]
+    else:
+        others = [str(r) for r in wanted if name(r) not in ("tensorflow", "tf-keras")]
+        install = [tf_keras_requirement(tensorflow)] + others
+        outside = tested is not None and not tested.specifier.contains(tensorflow, prereleases=True)
+        notes = [f"TensorFlow {tensorflow}: Colab's, kept" + (f" (bloodcancer is tested with {tested.specifier})"
+                                                              if outside else "") + f"; adding {install[0]}"]
+    (pip or _pip_install)(install)
+    kaggle = _kaggle_from_secrets(userdata)
+    found = (detect or accelerators)()
+    gpu = (f"{found['gpus']} GPU(s) visible to TensorFlow" if found["gpus"] else
+           "none, but a TPU (train with strategy='tpu')" if found.get("tpu") else "none: CPU only. For the paper's "
+           "settings choose Runtime > Change runtime type > a GPU; the demo profile runs on the CPU")
+    for line in notes + [f"installed: {' '.join(install)}", f"Kaggle credentials: {kaggle}", f"GPU: {gpu}"]:
+        print(f"colab_setup: {line}")
+    os.environ[COLAB_READY_ENV] = "1"
+    return dict(tensorflow=tensorflow, installed=install, kaggle=kaggle, gpus=found["gpus"])
 
 # %% ../nbs/00_core.ipynb #8c0abb8b
 class UserError(Exception):

@@ -86,8 +86,9 @@ def tiny_outputs(models:tuple=TINY_MODELS, # Models trained under the paper's sp
 DEV_CELLS_ENV = "BLOODCANCER_DEV_CELLS" # Where the real development cells are, when not beside the project
 
 def dev_cells() -> Path|None:
-    "The folder of the real C-NMC development cells, or None on a machine without them."
+    "Real C-NMC cells: the development set, else the 48-cell sample of a source checkout; None where neither is."
     root = Path(bloodcancer.__file__).resolve().parent.parent
-    for candidate in (os.environ.get(DEV_CELLS_ENV), root.parent/"shared"/"data"/"cnmc-dev"):
+    for candidate in (os.environ.get(DEV_CELLS_ENV), root.parent/"shared"/"data"/"cnmc-dev",
+                      root/"tests"/"data"/"cnmc-sample"):
         if candidate and Path(candidate).is_dir(): return Path(candidate)
     return None

@@ -114,11 +114,17 @@ def plan_steps(profile:Profile, # What to reproduce
 
 # %% ../nbs/08_pipeline.ipynb #20375d61
 def notebooks_folder() -> Path:
-    "The `nbs/` folder holding the pipeline's notebooks."
-    here = Path(__file__).resolve().parent.parent/"nbs"
-    if (here/"03_train.ipynb").exists(): return here
-    raise UserError(f"The pipeline runs the project's notebooks, which are not installed with the package (looked in "
-                    f"{here}). Clone the repository and install it with `pip install -e .` to use `reproduce`.")
+    "The pipeline's notebooks: the copy installed inside the package, else the source tree's `nbs/` (a clone)."
+    import bloodcancer
+    package = Path(bloodcancer.__file__).resolve().parent
+    # A wheel or sdist install ships them as bloodcancer/notebooks (setup.py copies nbs/*.ipynb there); a clone or
+    # an editable install runs the notebooks of its own tree, so that an edited notebook is the one that runs.
+    candidates = (package/"notebooks", package.parent/"nbs")
+    for folder in candidates:
+        if (folder/"03_train.ipynb").is_file(): return folder
+    raise UserError(f"The pipeline's notebooks are missing (looked in {' and '.join(map(str, candidates))}): this "
+                    "bloodcancer comes from a build without them. Reinstall it (its wheel and sdist ship them), or "
+                    "install a clone with `pip install -e .`.")
 
 # %% ../nbs/08_pipeline.ipynb #fbec31b5
 def choose_profile(name:str, # `paper`, `demo` or `auto`

@@ -1,19 +1,39 @@
-"""Shared fixtures: the real development cells (skipped with a reason where absent) and a small synthetic C-NMC."""
+"""Shared fixtures: real C-NMC cells (the development set where present, else the committed sample) and a small
+synthetic C-NMC."""
 import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_CELLS = Path(os.environ.get("BLOODCANCER_DEV_CELLS", ROOT.parent/"shared"/"data"/"cnmc-dev"))
+FULL_DEV_CELLS = ROOT.parent/"shared"/"data"/"cnmc-dev"  # 2,638 real cells, on the developers' machines only
+SAMPLE_CELLS = ROOT/"tests"/"data"/"cnmc-sample"  # 48 real cells committed as test data (README.md there)
+GIVEN_CELLS = os.environ.get("BLOODCANCER_DEV_CELLS")
+# The real cells the tests use: the folder given, else the development set where present, else the sample.
+DEV_CELLS = Path(GIVEN_CELLS) if GIVEN_CELLS else FULL_DEV_CELLS if FULL_DEV_CELLS.is_dir() else SAMPLE_CELLS
+
+
+def pytest_report_header(config):
+    which = ("given by $BLOODCANCER_DEV_CELLS" if GIVEN_CELLS else "the development set" if DEV_CELLS == FULL_DEV_CELLS
+             else "the committed sample: the development set is absent")
+    return f"real C-NMC cells: {DEV_CELLS} ({which})"
+
 
 @pytest.fixture(scope="session")
 def dev_cells() -> Path:
-    "The 2,638 real C-NMC cells of ../shared/data/cnmc-dev; tests using it skip on machines without it."
-    if not DEV_CELLS.is_dir():
-        pytest.skip(f"real C-NMC development cells not found at {DEV_CELLS} (they exist only on the developers' "
-                    "machines; set BLOODCANCER_DEV_CELLS to point elsewhere)")
+    """Real C-NMC cells: the development set of ../shared/data/cnmc-dev (or $BLOODCANCER_DEV_CELLS) where present,
+    else the 48-cell sample in tests/data/cnmc-sample."""
+    if not DEV_CELLS.is_dir(): pytest.skip(f"real C-NMC cells not found at {DEV_CELLS}")
     return DEV_CELLS
+
+
+@pytest.fixture(scope="session")
+def dev_manifest(dev_cells):
+    "The MANIFEST.csv of `dev_cells`: what each file is, as the set's maker recorded it (class, subject)."
+    import pandas as pd
+    if not (dev_cells/"MANIFEST.csv").is_file(): pytest.skip(f"{dev_cells} has no MANIFEST.csv to check against")
+    return pd.read_csv(dev_cells/"MANIFEST.csv", dtype=str, keep_default_na=False)
+
 
 @pytest.fixture(scope="session")
 def synthetic_cnmc(tmp_path_factory) -> Path:

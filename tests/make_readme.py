@@ -1,12 +1,69 @@
-"""Render README.md from nbs/index.ipynb without Quarto (the docs site renders the same notebook with Quarto).
+"""Render README.md from nbs/index.ipynb without Quarto, and keep the repository's URL in one place: settings.ini.
 
 Markdown cells are copied as they are; code cells without nbdev directives become fenced Python blocks.
-`python tests/make_readme.py` writes README.md; `--check` exits 1 when README.md differs from the notebook.
+The repository (settings.ini: `user`, `repo`, `branch`, `git_url`) is written into the notebooks from settings.ini:
+every notebook's Colab cell (cell 2, `#| hide`: it installs bloodcancer on Colab) is `colab_cell()`, and the Colab
+badges and `git+` install URLs of nbs/index.ipynb point at it. Change settings.ini and run this script.
+`python tests/make_readme.py` updates the notebooks and writes README.md; `--check` changes nothing and exits 1
+when a notebook or README.md differs from what settings.ini and nbs/index.ipynb make.
 """
-import json, sys
+import json, re, sys
+from configparser import ConfigParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+COLAB_MARK = 'if "google.colab" in sys.modules'  # with `#| hide` first, how a notebook's Colab cell is recognised
+
+
+def settings(path: Path = ROOT/"settings.ini") -> dict:
+    "settings.ini's values, interpolated (git_url is built from user and repo)."
+    config = ConfigParser(delimiters=["="])
+    config.read(path, encoding="utf-8")
+    return dict(config["DEFAULT"])
+
+
+def colab_cell(cfg: dict) -> str:
+    "The source of every notebook's Colab cell."
+    return f'''#| hide
+# Colab only (does nothing elsewhere): install bloodcancer, keeping Colab's TensorFlow and adding the matching
+# tf-keras; Kaggle credentials come from Colab secrets (KAGGLE_USERNAME, KAGGLE_KEY). See `colab_setup` in 00_core.
+import os, subprocess, sys
+{COLAB_MARK} and not os.environ.get("BLOODCANCER_COLAB_READY"):
+    repository = "git+{cfg['git_url']}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", repository], check=True)
+    from bloodcancer.core import colab_setup
+    colab_setup()'''
+
+
+def with_repository(text: str, cfg: dict) -> str:
+    "`text` with its Colab badge links and `git+` install URLs pointing at settings.ini's repository."
+    text = re.sub(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/",
+                  f"https://colab.research.google.com/github/{cfg['user']}/{cfg['repo']}/blob/{cfg['branch']}/", text)
+    return re.sub(r"git\+https://github\.com/[\w.-]+/[\w.-]+?(?=[\"'\s)@#]|\.git|$)", f"git+{cfg['git_url']}", text)
+
+
+def source_lines(text: str) -> list:
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + [lines[-1]]
+
+
+def synced_notebooks(cfg: dict) -> dict:
+    "{notebook path: its text with settings.ini's repository} for the notebooks that this changes."
+    changed = {}
+    for path in sorted((ROOT/"nbs").glob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        notebook = json.loads(text)
+        for number, cell in enumerate(notebook["cells"]):
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and source.startswith("#| hide") and COLAB_MARK in source:
+                if number != 2: sys.exit(f"{path.name}: the Colab cell must be cell 2 (it is cell {number})")
+                cell["source"] = source_lines(colab_cell(cfg))
+            elif path.name == "index.ipynb":
+                cell["source"] = source_lines(with_repository(source, cfg))
+        new = json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n"  # as nbdev writes
+        if json.loads(new) != json.loads(text): changed[path] = new
+    return changed
+
 
 def render(notebook: Path = ROOT/"nbs"/"index.ipynb") -> str:
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
@@ -19,8 +76,15 @@ def render(notebook: Path = ROOT/"nbs"/"index.ipynb") -> str:
     header = "<!-- Generated from nbs/index.ipynb by tests/make_readme.py: edit the notebook, not this file. -->\n\n"
     return header + "\n\n".join(parts) + "\n"
 
+
 if __name__ == "__main__":
-    readme, text = ROOT/"README.md", render()
+    cfg, readme = settings(), ROOT/"README.md"
+    changed = synced_notebooks(cfg)
     if "--check" in sys.argv:
-        if readme.read_text(encoding="utf-8") != text: sys.exit("README.md differs from nbs/index.ipynb: run python tests/make_readme.py")
-    else: readme.write_text(text, encoding="utf-8")
+        if changed: sys.exit(f"{', '.join(p.name for p in changed)} differ from settings.ini's repository "
+                             f"({cfg['git_url']}): run python tests/make_readme.py")
+        if readme.read_text(encoding="utf-8") != render():
+            sys.exit("README.md differs from nbs/index.ipynb: run python tests/make_readme.py")
+    else:
+        for path, text in changed.items(): path.write_text(text, encoding="utf-8")
+        readme.write_text(render(), encoding="utf-8")

@@ -18,3 +18,9 @@ def test_readme_has_exactly_the_two_commands():
                         "bash tests/run.sh"]
     assert "bash tests/run.sh" in (ROOT/".ci"/"run").read_text()
     assert "bash tests/run.sh" in (ROOT/".github"/"workflows"/"test.yaml").read_text()
+
+
+def test_readme_states_the_intended_use():
+    from bloodcancer.evaluate import INTENDED_USE  # the words of every report and model card
+    readme = " ".join((ROOT/"README.md").read_text().split())
+    assert "## Intended use " + INTENDED_USE in readme
