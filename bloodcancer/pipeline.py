@@ -224,7 +224,7 @@ def execute_step(step:Step, # The step
     kernel.prepare(step.key)
     try:
         papermill.execute_notebook(str(notebooks/step.notebook), str(executed), parameters=step.parameters,
-                                   kernel_name="python3", progress_bar=False, cwd=str(notebooks), km=kernel.manager,
+                                   kernel_name="python3", progress_bar=False, cwd=str(kernel.cwd), km=kernel.manager,
                                    stdout_file=console, stderr_file=console if console.verbose else None)
     except BaseException:
         kernel.close()
@@ -301,14 +301,14 @@ def _clock(seconds:float) -> str:
 # %% ../nbs/08_pipeline.ipynb #dff94def
 def run_steps(steps:list[Step], # From `plan_steps`
               run_folder:Path, # `outputs/<run>`: holds pipeline.json, notebooks/ and logs/
-              notebooks:Path|None=None, # Source notebooks; None: the project's nbs/
+              notebooks:Path|None=None, # Source notebooks; None: `notebooks_folder()`
               verbose:bool=False, # Stream all the notebooks' output, not only the epoch lines
               execute=None, # Function (step, notebooks, executed, console, kernel) running one step; None: papermill
              ) -> dict:
     "Run the steps not yet done, recording each; returns the state of every step."
     notebooks, execute = notebooks or notebooks_folder(), execute or execute_step
     (run_folder/"notebooks").mkdir(parents=True, exist_ok=True)
-    kernel = StepKernel(notebooks, run_folder/"logs"/"kernels.log")
+    kernel = StepKernel(Path.cwd(), run_folder/"logs"/"kernels.log")  # never inside an installed package
     with FolderLock(run_folder, "pipeline.lock", purpose="bloodcancer reproduce"), contextlib.closing(kernel):
         state, start, ran, failed = PipelineState(run_folder/"pipeline.json"), time.perf_counter(), 0, set()
         state.check_settings(steps)
