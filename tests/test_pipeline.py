@@ -1,5 +1,5 @@
 """`bloodcancer reproduce` end to end on the demo profile: it finishes, resumes after a kill, and reports a failing model."""
-import json, os, signal, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -35,9 +35,15 @@ def test_demo_resumes_after_kill_writes_table_and_figures_and_reports_failures(t
     first.wait(timeout=30)
     done_before = {k for k, v in json.loads((run/"pipeline.json").read_text())["steps"].items() if v["status"] == "done"}
 
+    time.sleep(3)  # the orphaned kernel notices its parent is gone and exits, releasing its run folder
     second = reproduce(tmp_path, "--models", "AlexNet,EfficientNetB0")
     output, _ = second.communicate(timeout=900)
     assert second.returncode == 0, output
+    # The console: a line per step, a line per epoch, an estimate; no TensorFlow C++ log, no kernel warnings.
+    assert "estimate: at most" in output and re.search(r"^    epoch 1/\d+: loss [\d.]+", output, re.M), output
+    for noise in ("external/local_xla", "cuda_platform", "oneDNN", "TCP without encryption", "Traceback"):
+        assert noise not in output, noise
+    assert (run/"logs"/"kernels.log").stat().st_size > 0  # where those went
     for key in done_before: assert f"{key}: done earlier, skipped" in output
     steps = json.loads((run/"pipeline.json").read_text())["steps"]
     assert all(v["status"] == "done" for v in steps.values()), steps
@@ -49,6 +55,16 @@ def test_demo_resumes_after_kill_writes_table_and_figures_and_reports_failures(t
     figures = [p for p in run.glob("**/*.png") if p.stat().st_size > 0]
     assert len(figures) >= 4
     assert (run/"notebooks"/"05_figures.ipynb").exists() and (run/"notebooks"/"03_train-paper-AlexNet.ipynb").exists()
+    # The record holds only the run: in every executed notebook, output only in the step's own cells.
+    for notebook in sorted((run/"notebooks").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and cell.get("outputs"):
+                tags = cell.get("metadata", {}).get("tags", [])
+                assert source.startswith("#| run") or "injected-parameters" in tags, (notebook.name, source[:100])
+    for config in run.glob("*/*/config.json"):  # every run folder holds its executed notebook
+        assert (config.parent/"notebook.ipynb").is_file(), config.parent
+    assert (run/"report"/"index.html").is_file() and f"report: {run/'report'/'index.html'}" in output
 
     # A model forced to fail (InceptionV3 cannot take the 32 px inputs asked for) is reported, the finished steps
     # are not redone, the others complete, the report is rebuilt, and the exit status says something failed.
