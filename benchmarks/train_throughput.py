@@ -9,16 +9,42 @@ The first `--warmup` steps (tracing, XLA compilation) are not timed.
 
 `--compare` runs each model three ways: float32, mixed precision, and mixed precision with XLA. Prints one table row
 per run; `--json PATH` also writes the rows.
+
+`--versus-plain` asks another question: does `bloodcancer.train.train` add anything to Keras? For each model it runs a
+real `train(...)` (run folder, callbacks, history, batch-norm recalibration, model.keras) and, in the same process,
+a plain `tf_keras` `model.fit` of the same registry model (`build_model`, compiled alike) on the same rows (the run's
+own split.csv), through the same `make_dataset` (cached in memory), batch and class weights. Epoch times are read by
+a callback (passed to `train` in `callbacks=`) at the end of every epoch, after every other callback: the first epoch
+(tracing, cache fill) is left out and the median of the others counts. Setup (before the first epoch) and finish
+(after the last: batch-norm recalibration, model.keras, curves) of `train` are shown apart. `--diagnose` adds plain
+runs with each of `train`'s standard callbacks alone (from `bloodcancer.train._callbacks`), to find what costs.
+Target: ours / plain >= 0.95x. Rows go to benchmarks/results/train_throughput-<hardware>.csv.
+
+`--callback-costs` times each standard callback of `train` alone at the end of an epoch (checkpoint written every
+time: the validation loss improves) and in the per-step hooks, for each model: a fixed cost per epoch that matters
+where epochs are short (a GPU), whatever the noise of a shared CPU does to whole-epoch timings.
+
+    python benchmarks/train_throughput.py --versus-plain --models AlexNet EfficientNetB0 --image-size 64 --epochs 4
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (append_rows, cells_folder, dev_cells, git_commit, hardware_slug, load, results_file,  # noqa: E402
+                     run_stamp)
+
+VERSUS_COLUMNS = ["run", "hardware", "data", "model", "image_size", "batch", "variant", "epochs_timed", "epoch_s",
+                  "epoch_s_all", "images_per_s", "ratio_to_plain", "epoch_cpu_s", "ratio_to_plain_cpu", "setup_s",
+                  "finish_s", "load_1min", "note", "commit"]
 
 
 def device_name() -> str:
@@ -61,6 +87,184 @@ def measure(model_name: str, image_size: int, batch_size: int, steps: int, warmu
                 step_ms=round(1000 * seconds / steps, 1), note="")
 
 
+def EpochClock():
+    "A Keras callback noting the time at the start of training and at the end of every epoch, after the others."
+    import tf_keras as keras
+    class Clock(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__(); self.begin, self.ends, self.finished = None, [], None
+        def on_train_begin(self, logs=None): self.begin = (time.perf_counter(), time.process_time())
+        def on_epoch_end(self, epoch, logs=None): self.ends.append((time.perf_counter(), time.process_time()))
+        def on_train_end(self, logs=None): self.finished = time.perf_counter()
+        def epoch_seconds(self, cpu:bool=False) -> list[float]:
+            "Seconds (wall-clock, or CPU of all threads) of each epoch, end to end: steps, validation, every callback."
+            marks = [m[int(cpu)] for m in [self.begin] + self.ends]
+            return [b - a for a, b in zip(marks, marks[1:])]
+    return Clock()
+
+
+def steady(seconds: list[float]) -> float:
+    "Median epoch time without the first epoch (tracing, cache fill); the only epoch when there is one."
+    return statistics.median(seconds[1:] or seconds)
+
+
+def hardware_of(device: str) -> str:
+    "The results files' name for `device_name()`: `cpu-<n>cores`, or the GPU's name as a slug."
+    if device.startswith("CPU"): return hardware_slug()
+    count, name = device.split(" x ", 1)
+    return hardware_slug(name, int(count))
+
+
+def versus_plain(args) -> int:
+    "Time `bloodcancer.train.train` against a plain `model.fit` of the same model on the same data and batch."
+    import tf_keras as keras
+    from bloodcancer.core import PAPER, seed_everything
+    from bloodcancer.data import index_dataset, load_split, make_synthetic_cnmc
+    from bloodcancer.preprocess import class_weights, make_dataset
+    from bloodcancer.train import _callbacks, build_model, train, write_run_config
+
+    if args.data == "synthetic" or (args.data is None and not dev_cells().is_dir()):
+        data = make_synthetic_cnmc(tempfile.mkdtemp(), cells_per_subject=40, seed=0)
+        print(f"no real cells at {dev_cells()}: synthetic cells (not real) instead")
+    else:
+        data = cells_folder(args.data)
+    index = index_dataset(data)
+    described = f"{len(index)} {index['dataset'].iloc[0]} cells from {data}"
+    device = device_name()
+    hardware = hardware_of(device)
+    print(f"ours (bloodcancer.train.train) vs plain tf_keras model.fit on {device}; {described}; load {load():.2f}")
+    outputs = Path(tempfile.mkdtemp(prefix="versus-plain-"))
+    batch = args.batch_size[0]
+    rows, common = [], dict(run=run_stamp(), hardware=hardware, data=described, image_size=args.image_size,
+                            batch=batch, commit=git_commit())
+
+    def plain(model_name, split, extra_callbacks=()):
+        "A plain fit of the registry model on the run's rows: the same build, compile, datasets and class weights."
+        keras.backend.clear_session()
+        seed_everything(args.seed, tensorflow=True)
+        keras.utils.set_random_seed(args.seed)
+        net = build_model(model_name, args.image_size, weights=None, seed=args.seed)
+        net.compile(optimizer=keras.optimizers.Adamax(PAPER.learning_rate), loss="categorical_crossentropy",
+                    metrics=["accuracy"])
+        train_rows, val_rows = split[split["split"].eq("train")], split[split["split"].eq("val")]
+        train_data = make_dataset(train_rows, model_name, args.image_size, batch, training=True, seed=args.seed)
+        val_data = make_dataset(val_rows, model_name, args.image_size, batch, training=False, seed=args.seed)
+        clock = EpochClock()
+        net.fit(train_data, validation_data=val_data, epochs=args.epochs, class_weight=class_weights(train_rows),
+                callbacks=list(extra_callbacks) + [clock], verbose=0)
+        return clock
+
+    def record(model_name, variant, clock, n_train, ours_extra=None, plain_epoch=None):
+        "A row for one run; returns its (wall, CPU) seconds per steady epoch."
+        seconds, cpu = clock.epoch_seconds(), clock.epoch_seconds(cpu=True)
+        epoch, epoch_cpu = steady(seconds), steady(cpu)
+        row = common | dict(model=model_name, variant=variant, epochs_timed=max(len(seconds) - 1, 1),
+                            epoch_s=round(epoch, 3), epoch_s_all=" ".join(f"{s:.2f}" for s in seconds),
+                            images_per_s=round(n_train / epoch, 1), epoch_cpu_s=round(epoch_cpu, 3), load_1min=load())
+        if plain_epoch:
+            row |= dict(ratio_to_plain=round(plain_epoch[0] / epoch, 3),
+                        ratio_to_plain_cpu=round(plain_epoch[1] / epoch_cpu, 3))
+        rows.append(row | (ours_extra or {}))
+        ratio = f"{row['ratio_to_plain']:.3f}x (CPU {row['ratio_to_plain_cpu']:.3f}x)" if plain_epoch else "-"
+        print(f"  {variant:<34} epoch {epoch:6.2f} s ({row['epoch_s_all']}), CPU {epoch_cpu:6.2f} s, "
+              f"{row['images_per_s']:7.1f} images/s; plain/this {ratio}; load {row['load_1min']:.2f}", flush=True)
+        return epoch, epoch_cpu
+
+    for model_name in args.models:
+        print(f"\n{model_name} at {args.image_size} px, batch {batch}, {args.epochs} epochs (the first not counted)")
+        for repeat in range(args.repeats):
+            clock = EpochClock()
+            started = time.perf_counter()
+            run_dir = train(model=model_name, data=data, image_size=args.image_size, batch_size=batch,
+                            epochs=args.epochs, weights=None, seed=args.seed, outputs=outputs,
+                            run_name=f"versus-{model_name}-{repeat}", verbose=0, callbacks=[clock])
+            total = time.perf_counter() - started
+            split = load_split(run_dir)
+            n_train = int(split["split"].eq("train").sum())
+            extra = dict(setup_s=round(clock.begin[0] - started, 2),
+                         finish_s=round(started + total - clock.finished, 2),
+                         note=f"train(): {total:.1f} s in all; its standard callbacks run every epoch")
+            ours = record(model_name, "ours: bloodcancer.train.train", clock, n_train, extra)
+            plain_epoch = record(model_name, "plain: tf_keras model.fit", plain(model_name, split), n_train)
+            rows[-2] |= dict(ratio_to_plain=round(plain_epoch[0] / ours[0], 3),
+                             ratio_to_plain_cpu=round(plain_epoch[1] / ours[1], 3))
+            print(f"  => ours / plain (throughput): {plain_epoch[0] / ours[0]:.3f}x wall-clock, "
+                  f"{plain_epoch[1] / ours[1]:.3f}x by CPU time (target >= 0.95x); setup {extra['setup_s']} s, "
+                  f"finish {extra['finish_s']} s", flush=True)
+            if not args.diagnose: continue
+            for name in ("ReduceLROnPlateau", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "_RunProgress",
+                         "BackupAndRestore", "TensorBoard", "all"):
+                run_dir = outputs/f"diagnose-{model_name}-{repeat}-{name}"
+                (run_dir/"checkpoints").mkdir(parents=True)
+                write_run_config(run_dir, dict(model=model_name))  # _RunProgress updates an existing config.json
+                config = PAPER.replace(image_size=args.image_size, batch_size=batch)
+                standard = _callbacks(run_dir, True, False, config, 0)
+                chosen = standard if name == "all" else [c for c in standard if name in type(c).__name__]
+                record(model_name, f"plain + {name}", plain(model_name, split, chosen), n_train,
+                       plain_epoch=plain_epoch)
+    out = append_rows(args.out or results_file("train_throughput", hardware), rows, VERSUS_COLUMNS)
+    print(f"\nrows appended to {out}")
+    return 0
+
+
+def callback_costs(args) -> int:
+    "Seconds that each of train()'s standard callbacks adds at the end of an epoch (and per step), for each model."
+    import numpy as np
+    import tf_keras as keras
+    from bloodcancer.core import PAPER
+    from bloodcancer.train import _callbacks, build_model, write_run_config
+    device = device_name()
+    hardware = hardware_of(device)
+    print(f"per-epoch cost of train()'s standard callbacks on {device}; load {load():.2f}")
+    rows, common = [], dict(run=run_stamp(), hardware=hardware, data="one random batch (callbacks read no data)",
+                            image_size=args.image_size, batch=args.batch_size[0], commit=git_commit())
+    written_by = dict(ModelCheckpoint="checkpoints", BackupAndRestore="backup", TensorBoard="logs",
+                      CSVLogger="history.csv", _RunProgress="config.json")
+    for model_name in args.models:
+        keras.backend.clear_session()
+        net = build_model(model_name, args.image_size, weights=None, seed=0)
+        net.compile(optimizer=keras.optimizers.Adamax(PAPER.learning_rate), loss="categorical_crossentropy",
+                    metrics=["accuracy"])
+        images = np.random.default_rng(0).uniform(0, 255, (2, args.image_size, args.image_size, 3)).astype("float32")
+        net.fit(images, np.eye(2, dtype="float32"), epochs=1, verbose=0)  # the optimizer's state exists, as in training
+        run_dir = Path(tempfile.mkdtemp(prefix="callbacks-"))/model_name
+        (run_dir/"checkpoints").mkdir(parents=True)
+        write_run_config(run_dir, dict(model=model_name))
+        standard = _callbacks(run_dir, True, False, PAPER.replace(image_size=args.image_size), 0)
+        for callback in standard:
+            callback.set_model(net); callback.set_params(dict(epochs=40, steps=100, verbose=0))
+            callback.on_train_begin()
+        print(f"\n{model_name} at {args.image_size} px: {net.count_params():,} parameters")
+        for callback in standard:
+            name = type(callback).__name__
+            epochs, steps = [], []
+            for epoch in range(3):  # the validation loss improves every epoch: a checkpoint each time (the worst case)
+                loss = 1.0 - 0.1 * epoch
+                logs = dict(loss=loss, accuracy=0.5, val_loss=loss, val_accuracy=0.5, learning_rate=1e-3)
+                start = time.perf_counter()
+                callback.on_epoch_begin(epoch)
+                callback.on_epoch_end(epoch, logs)
+                epochs.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                for step in range(20):
+                    callback.on_train_batch_begin(step); callback.on_train_batch_end(step, dict(loss=1.0))
+                steps.append((time.perf_counter() - start) / 20)
+            written = run_dir/written_by.get(name, "-")
+            files = [written, *written.rglob("*")] if written.exists() else []
+            megabytes = sum(f.stat().st_size for f in files if f.is_file()) / 2**20
+            epoch_s, step_ms = statistics.median(epochs), 1000 * statistics.median(steps)
+            print(f"  {name:<28} {epoch_s:8.3f} s per epoch  {step_ms:7.3f} ms per step  files {megabytes:8.1f} MB",
+                  flush=True)
+            rows.append(common | dict(model=model_name, variant=f"callback {name}", epoch_s=round(epoch_s, 4),
+                                      epoch_s_all=" ".join(f"{e:.3f}" for e in epochs), load_1min=load(),
+                                      note=f"on_epoch_end, median of 3 (val_loss improving); {step_ms:.3f} ms per step "
+                                           f"in batch hooks; {megabytes:.1f} MB written"))
+        for callback in standard: callback.on_train_end()
+    out = append_rows(args.out or results_file("train_throughput", hardware), rows, VERSUS_COLUMNS)
+    print(f"\nrows appended to {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["ResNetRS50"], help="registry names. Defaults to ResNetRS50.")
@@ -72,7 +276,22 @@ def main(argv=None) -> int:
     parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
     parser.add_argument("--compare", action="store_true", help="run float32, mixed precision, and mixed precision + XLA")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--versus-plain", action="store_true", help="time bloodcancer.train.train vs a plain model.fit")
+    parser.add_argument("--data", default=None, help="--versus-plain: cells to train on; 'synthetic' for synthetic. "
+                        "Defaults to $BLOODCANCER_DEV_CELLS or ../shared/data/cnmc-dev, else synthetic")
+    parser.add_argument("--epochs", type=int, default=4, help="--versus-plain: epochs of each run. Defaults to 4.")
+    parser.add_argument("--repeats", type=int, default=1, help="--versus-plain: ours-then-plain pairs per model. "
+                        "Defaults to 1.")
+    parser.add_argument("--seed", type=int, default=42, help="--versus-plain: seed of split and runs. Defaults to 42.")
+    parser.add_argument("--diagnose", action="store_true", help="--versus-plain: plain runs with each of train()'s "
+                        "callbacks too")
+    parser.add_argument("--out", default=None, help="--versus-plain, --callback-costs: CSV to append to. Defaults to "
+                        "benchmarks/results/train_throughput-<hardware>.csv")
+    parser.add_argument("--callback-costs", action="store_true", help="time each of train()'s standard callbacks "
+                        "alone, per epoch")
     args = parser.parse_args(argv)
+    if args.versus_plain: return versus_plain(args)
+    if args.callback_costs: return callback_costs(args)
 
     variants = [(False, False), (True, False), (True, True)] if args.compare else [(args.mixed_precision, args.jit_compile)]
     device = device_name()

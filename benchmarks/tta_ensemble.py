@@ -27,6 +27,7 @@ import argparse
 import datetime
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -34,12 +35,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT/"benchmarks"))
+from _common import cells_folder  # noqa: E402
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default="../shared/data/cnmc-dev",
-                        help="Folder of cells (all/ and hem/ subfolders); relative paths are resolved from the repository root")
+    parser.add_argument("--data", default=None, help="Folder of cells (all/ and hem/ subfolders); relative paths are "
+                        "resolved from the repository root. Defaults to $BLOODCANCER_DEV_CELLS or "
+                        "../shared/data/cnmc-dev")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=12)
@@ -89,9 +93,7 @@ def train_run(split, run, seed, args):
 
 def main():
     args = parse_args()
-    data = Path(args.data) if Path(args.data).is_absolute() else (ROOT/args.data).resolve()
-    if not data.is_dir(): raise SystemExit(f"skipped: {data} is absent (the real development cells exist only on the developers' machines)")
-    args.data = data
+    args.data = cells_folder(args.data)
     warnings.filterwarnings("ignore", message=".*trained on synthetic cells")
     import numpy as np
     from sklearn.metrics import f1_score, roc_auc_score

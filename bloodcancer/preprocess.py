@@ -518,7 +518,8 @@ def check_readable(frame:pd.DataFrame, # Rows with a `path` column
     "Raise the data layer's `DataValidationError` naming every unreadable file of `frame`; else one row per file: path, bytes, modified, width, height, decoder."
     start = time.perf_counter()
     paths = frame["path"].astype(str).tolist()
-    found = [_check_file(path) for path in paths]  # one thread: about 0.04 ms a cached file; threads only fight over the GIL
+    # One thread: 0.04 ms a cached file (benchmarks/results/preprocess_ops-*.csv); threads only fight over the GIL.
+    found = [_check_file(path) for path in paths]
     problems = pd.DataFrame([dict(path=p, reason=r, detail=d, kept=False) for p, (r, d, _) in zip(paths, found) if r],
                             columns=["path", "reason", "detail", "kept"])
     if len(problems):
@@ -549,7 +550,7 @@ def _decode_function(image_size:int, routes:set):
     import tensorflow as tf
     def with_tensorflow(path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        resized = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size), method="area")
+        resized = tf.image.resize(image, (image_size, image_size), method="area")  # uint8 in, float32 out: no cast
         return tf.cast(tf.round(resized), tf.uint8)  # an area average stays within 0-255
     def with_opencv(path):
         return tf.numpy_function(lambda p: load_image(p.decode(), image_size), [path], tf.uint8, stateful=False)
