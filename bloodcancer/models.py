@@ -334,7 +334,7 @@ def _application_layers() -> dict:
 class ModelMismatchError(InvalidValueError):
     "A model file of another architecture or input size than its run says."
 
-def load_model(path:str|Path, # A `.keras` file: a run's `model.keras` or `checkpoints/best.keras`
+def load_model(path:str|Path, # A `.keras` file, such as a run's `model.keras`
                expected:str|None=None, # Registry name the file must hold (a run's `model`); None: any
                image_size:int|None=None, # Input size it must take (a run's `image_size`); None: any
                compile:bool=False, # Also restore the loss and metrics (for inference leave False)

@@ -387,12 +387,28 @@ def hardware() -> str:
 class WouldTakeTooLongError(UserError, RuntimeError):
     "`auto` chose the paper's full run on a machine that would take too long for it."
 
-def _check_duration(profile:str, chosen:Profile, steps:list[Step], data:str) -> float:
+def _probe_machine(log:Path) -> tuple[str, float]:
+    "(`hardware()`, `machine_gflops()`) measured in a child process: TensorFlow never starts (nor holds a GPU) here."
+    import subprocess
+    code = ("import json; from bloodcancer.pipeline import hardware, machine_gflops; "
+            "print(json.dumps([hardware(), machine_gflops()]))")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as stderr:
+        found = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                               env=_kernel_environment())
+    if found.returncode: return "unknown hardware (its probe failed: see logs/kernels.log)", float("nan")
+    where, speed = json.loads(found.stdout.strip().splitlines()[-1])
+    return where, speed
+
+def _check_duration(profile:str, chosen:Profile, steps:list[Step], data:str, log:Path) -> float:
     "Print the estimate; refuse when `auto` chose the paper profile on a machine without a GPU."
     from bloodcancer.data import KNOWN_COUNTS, index_dataset
     labelled = sum(v for k, v in KNOWN_COUNTS.items() if k.startswith("fold"))
     if Path(data).is_dir(): labelled = int(index_dataset(data)["label"].isin(("all", "hem")).sum()) or labelled
-    where, speed = hardware(), machine_gflops()
+    where, speed = _probe_machine(log)
+    if not speed > 0:
+        print(f"estimate: unavailable ({where}); {len(steps)} steps, {labelled:,} labelled cells", flush=True)
+        return float("nan")
     seconds = estimate_seconds(steps, labelled, speed)
     print(f"estimate: at most ~{_clock(seconds)} on this machine ({where}, ~{speed:.0f} GFLOP/s), "
           f"{len(steps)} steps, {labelled:,} labelled cells", flush=True)
@@ -445,7 +461,7 @@ def reproduce(profile:str="paper", # `paper`, `demo` or `auto`
     run_folder = paths.outputs/(run_name or chosen.name)
     plan_steps(chosen, run_folder, "data", models, grid, parse_shard(shard))  # every setting checked before any work
     steps = plan_steps(chosen, run_folder, resolve_data(chosen, data, paths.data), models, grid, parse_shard(shard))
-    _check_duration(profile, chosen, steps, steps[0].parameters["data"])
+    _check_duration(profile, chosen, steps, steps[0].parameters["data"], run_folder/"logs"/"kernels.log")
     print(f"reproduction '{run_folder.name}' ({chosen.name} profile): {len(steps)} steps into {run_folder}", flush=True)
     state = run_steps(steps, run_folder, verbose=verbose)
     print(summarize(state, run_folder))

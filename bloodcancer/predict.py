@@ -68,7 +68,7 @@ def _locate(run_or_file:str|Path) -> tuple[Path, RunFolder|None]:
         run = RunFolder(path)
         run.read_config()  # a folder that is not a run gets a clear RunFolderError here
         if not run.model_file.is_file():
-            hint = f"; its best checkpoint so far is {run.best_file}" if run.best_file.is_file() else ""
+            hint = "; its best weights so far are saved: resume the training to finish it" if run.best_file.is_file() else ""
             raise RunFolderError(f"{path} has no model.keras: pass a completed run folder (training writes "
                                  f"model.keras at the end){hint}")
         return run.model_file, run

@@ -53,7 +53,7 @@ class RunFolder:
     split_file = property(lambda self: self.path/"split.csv")
     history_file = property(lambda self: self.path/"history.csv")
     model_file = property(lambda self: self.path/"model.keras")
-    best_file = property(lambda self: self.path/"checkpoints"/"best.keras")
+    best_file = property(lambda self: self.path/"checkpoints"/"best.weights.h5")
     curves_file = property(lambda self: self.path/"training_curves.png")
     notebook_file = property(lambda self: self.path/"notebook.ipynb")
     backup_dir = property(lambda self: self.path/"backup")

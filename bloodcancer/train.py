@@ -136,8 +136,16 @@ class ResumableReduceLROnPlateau(_ReplaysHistory, keras.callbacks.ReduceLROnPlat
             if self.wait >= self.patience: self.wait = 0
 
 # %% ../nbs/03_train.ipynb #66746162
+def _save_weights(model, path:Path):
+    "Save `model`'s weights to `path` (`.weights.h5`) atomically."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{os.getpid()}.{path.name}")
+    model.save_weights(partial)
+    os.replace(partial, path)
+
+# %% ../nbs/03_train.ipynb #3ce14354
 class BestCheckpoint(keras.callbacks.Callback):
-    "Save the model to `path` atomically whenever `monitor` improves (starting from `best`, e.g. a resumed run's)."
+    "Save the weights to `path` atomically whenever `monitor` improves (starting from `best`: a resumed run's)."
     def __init__(self, path:Path, monitor:str="val_loss", best:float=np.inf, chief:bool=True):
         super().__init__()
         self.path, self.monitor, self.best, self.chief = Path(path), monitor, best, chief
@@ -145,9 +153,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or not value < self.best: return
         self.best = float(value)
-        if self.chief: save_model(self.model, self.path)
+        if self.chief: _save_weights(self.model, self.path)
         else:  # every worker takes part in saving a distributed model; only the chief's copy is kept
-            with tempfile.TemporaryDirectory() as scratch: save_model(self.model, Path(scratch)/self.path.name)
+            with tempfile.TemporaryDirectory() as scratch: _save_weights(self.model, Path(scratch)/self.path.name)
 
 # %% ../nbs/03_train.ipynb #8ee56122
 def _generators(model) -> list:
@@ -374,7 +382,7 @@ def _callbacks(run:RunFolder, chief:bool, first_epoch:int, paper:PaperConfig, co
                                             patience=paper.reduce_lr_patience, verbose=int(config.verbose > 0),
                                             run=replay)] if config.schedule == "plateau" else []
     callbacks.append(ResumableEarlyStopping(monitor=paper.monitor, patience=paper.early_stopping_patience,
-                                            restore_best_weights=True, verbose=int(config.verbose > 0), run=replay))
+                                            verbose=int(config.verbose > 0), run=replay))
     callbacks.append(BestCheckpoint(run.best_file, paper.monitor, best_so_far, chief))
     if chief: callbacks.append(RandomState(run.backup_dir, first_epoch))
     if chief: callbacks.append(RunHistory(run, config.epochs, print_epochs=config.verbose == 2))

@@ -78,7 +78,7 @@ def test_papermill_run_writes_every_artefact(small_cnmc, tmp_path):
     found = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert found.returncode == 0, found.stderr[-4000:]
     run = outputs/"synthetic-paper-seed3"/"AlexNet"
-    for name in ("config.json", "model.keras", "checkpoints/best.keras", "history.csv", "split.csv", "leakage.json",
+    for name in ("config.json", "model.keras", "checkpoints/best.weights.h5", "history.csv", "split.csv", "leakage.json",
                  "training_curves.png", "notebook.ipynb", "logs"):
         assert (run/name).exists(), name
     assert not (run/"backup").exists()
