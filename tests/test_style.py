@@ -1,0 +1,24 @@
+"""The library reads like its anchors (nbdev, fastcore): lines of at most 120 characters. `__all__`, which
+nbdev_export writes and wraps itself, is the one exception."""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_library_lines_are_at_most_120_characters():
+    long = []
+    for module in sorted((ROOT/"bloodcancer").glob("*.py")):
+        if module.name == "_modidx.py": continue
+        in_all = False
+        for number, line in enumerate(module.read_text().splitlines(), 1):
+            in_all = line.startswith("__all__ = ") or (in_all and line.startswith(" " * 11 + "'"))
+            if len(line) > 120 and not in_all: long.append(f"{module.name}:{number}: {len(line)} characters")
+    assert not long, "lines over 120 characters (edit the notebook, then nbdev_export):\n" + "\n".join(long)
+
+
+def test_every_notebook_exports_the_module_of_its_name():
+    import re
+    for notebook in sorted((ROOT/"nbs").glob("[0-9]*.ipynb")):
+        found = re.search(r"#\|\s*default_exp\s+(\w+)", notebook.read_text())
+        stem = notebook.stem.split("_", 1)[1]
+        assert found and found[1] == stem, f"{notebook.name} exports {found and found[1]}, not {stem}"
