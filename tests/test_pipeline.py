@@ -66,15 +66,22 @@ def test_demo_resumes_after_kill_writes_table_and_figures_and_reports_failures(t
         assert (config.parent/"notebook.ipynb").is_file(), config.parent
     assert (run/"report"/"index.html").is_file() and f"report: {run/'report'/'index.html'}" in output
 
-    # A model forced to fail (InceptionV3 cannot take the 32 px inputs asked for) is reported, the finished steps
-    # are not redone, the others complete, the report is rebuilt, and the exit status says something failed.
-    third = reproduce(tmp_path, "--models", "AlexNet,EfficientNetB0,InceptionV3", "--image-size", "32")
-    output, _ = third.communicate(timeout=600)
-    assert third.returncode == 1, output
-    steps = json.loads((run/"pipeline.json").read_text())["steps"]
-    assert steps["03_train-paper-InceptionV3"]["status"] == "failed"
-    assert "InceptionV3 needs inputs of at least 75x75" in steps["03_train-paper-InceptionV3"]["error"]
-    assert steps["04_evaluate-paper-InceptionV3"]["status"] == "skipped"
-    assert "03_train-paper-AlexNet: done earlier, skipped" in output
-    assert all(steps[k]["status"] == "done" for k in ("03_train-paper-AlexNet", "03_train-paper-EfficientNetB0", "05_figures"))
-    assert "FAILED 03_train-paper-InceptionV3" in output
+    # Every setting is checked before the first step: a model that cannot take the size asked for stops the
+    # reproduction at once, with one line and nothing run.
+    third = reproduce(tmp_path, "--models", "AlexNet,InceptionV3", "--image-size", "32")
+    output, _ = third.communicate(timeout=300)
+    assert third.returncode == 2 and "InceptionV3 needs inputs of at least 75x75" in output, output
+    assert "[1/" not in output and "Traceback" not in output
+
+    # A model failing at run time (weights that fit AlexNet only) is reported, its evaluation skipped, the others
+    # complete, the report is built, and the exit status says something failed.
+    weights = run/"paper"/"AlexNet"/"model.keras"
+    fourth = reproduce(tmp_path, "--models", "AlexNet,EfficientNetB0", "--weights", str(weights), "--run-name", "mixed")
+    output, _ = fourth.communicate(timeout=900)
+    assert fourth.returncode == 1, output
+    steps = json.loads((tmp_path/"outputs"/"mixed"/"pipeline.json").read_text())["steps"]
+    assert steps["03_train-paper-EfficientNetB0"]["status"] == "failed", steps
+    assert "does not fit EfficientNetB0" in steps["03_train-paper-EfficientNetB0"]["error"]
+    assert steps["04_evaluate-paper-EfficientNetB0"]["status"] == "skipped"
+    assert all(steps[k]["status"] == "done" for k in ("03_train-paper-AlexNet", "04_evaluate-paper-AlexNet", "05_figures"))
+    assert "FAILED 03_train-paper-EfficientNetB0" in output
