@@ -34,7 +34,7 @@ __all__ = ['PAPER_REFERENCE', 'PAPER_DATA', 'PAPER_TABLE1_SOURCE', 'PAPER_TABLE1
            'plot_accuracy', 'plot_metrics', 'plot_confusion_vs_paper', 'leakage_study', 'format_leakage',
            'leakage_caption', 'plot_leakage', 'mcnemar_best_two', 'grid_table', 'grid_pivot', 'report_dataset',
            'markdown_blocks', 'image_data_uri', 'html_figure', 'html_table', 'html_blocks', 'run_blocks', 'format_runs',
-           'notebook_state', 'render_notebooks', 'html_page', 'write_report']
+           'notebook_state', 'what_ran', 'render_notebooks', 'html_page', 'write_report']
 
 # %% ../nbs/05_figures.ipynb #cfa35a62
 PAPER_REFERENCE = ("Shehta, Nasr & El Ghazali, 'Blood cancer prediction model based on deep learning technique', "
@@ -754,6 +754,16 @@ def _offline(page:str) -> str:
     "`page` without the `<script src=...>` tags that load from the internet."
     return re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', "", page)
 
+def what_ran(notebook): # An executed notebook (nbformat)
+    "A copy of `notebook` with its title and only the cells that ran in this record (the step's own cells)."
+    import copy
+    kept = [cell for number, cell in enumerate(notebook.cells) if (number == 0 and cell.cell_type == "markdown") or
+            (cell.cell_type == "code" and (cell.get("outputs") or cell.source.startswith("#| run")
+                                            or {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", []))))]
+    shown = copy.copy(notebook)
+    shown.cells = kept
+    return shown
+
 def render_notebooks(outputs:str|Path, # The outputs folder: its `notebooks/*.ipynb` are rendered
                      runs:list, # Run folders: the `notebook.ipynb` of each is rendered
                      folder:str|Path, # Where the HTML pages go
@@ -779,7 +789,7 @@ def render_notebooks(outputs:str|Path, # The outputs folder: its `notebooks/*.ip
         digest = hashlib.sha256(content).hexdigest()
         if digest not in pages:
             exporter = exporter or HTMLExporter(template_name="lab")
-            body, _ = exporter.from_notebook_node(notebook, resources=dict(metadata=dict(name=name)))
+            body, _ = exporter.from_notebook_node(what_ran(notebook), resources=dict(metadata=dict(name=name)))
             pages[digest] = atomic_write(folder/f"{_slug(name)}.html", _offline(body))
         entry["page"] = pages[digest]
     return entries
