@@ -196,7 +196,10 @@ _OS_ADVICE = {errno.EACCES: "no permission: choose a folder you can write to",
               errno.EPERM: "not permitted: choose a folder you can write to",
               errno.EROFS: "read-only file system: choose a writable folder (--outputs, --data)",
               errno.ENOSPC: "the disk is full: free space or choose another disk",
-              errno.EDQUOT: "disk quota exceeded: free space or choose another disk"}
+              errno.EDQUOT: "disk quota exceeded: free space or choose another disk",
+              errno.EFBIG: "the file grew past what this system allows: free space or choose another disk",
+              errno.ENOTDIR: "part of that path is a file, not a folder: choose another folder",
+              errno.ENAMETOOLONG: "the path is too long: choose a shorter folder"}
 
 def _one_line(error:BaseException) -> str|None:
     "The one-line message of an error the user can fix; None for a bug."
