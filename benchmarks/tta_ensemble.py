@@ -8,10 +8,10 @@ real development cells (no patient on two sides), each written as a run folder
 at the default threshold 0.5 and at the threshold chosen on the validation cells (Youden's J) predicted the same way.
 Weighted F1 is scikit-learn's `f1_score(average="weighted")`, the paper's headline metric.
 
-The model is the registry's AlexNet with the paper's head (`bloodcancer.train.build_model("AlexNet", weights=None)`),
-trained with the recipe of `bloodcancer.train.train` (Adamax, class weights, `make_dataset` augmentation) but for a
-fixed number of epochs and on the split below, which `train` cannot be given. At a CPU-friendly size these numbers
-measure what TTA and ensembling add, not the paper's models.
+The model is the registry's AlexNet with the paper's head, trained from scratch by `bloodcancer.train.train` itself
+(the paper's recipe: Adamax, class weights, augmentation, early stopping on the validation loss) on the split below,
+given as a split file (`TrainConfig.split_file`). At a CPU-friendly size these numbers measure what TTA and
+ensembling add, not the paper's models.
 
 The split is fold `--fold` of a 3-fold subject split (`make_split(index, "subject", n_folds=3, fold=2)`). The
 development cells are lopsided by patient: two normal donors hold 790 of the 813 hem cells and one ALL patient 757
@@ -56,39 +56,18 @@ def parse_args():
     return parser.parse_args()
 
 
-def build(image_size: int, seed: int):
-    "The registry's AlexNet with the paper's head (`bloodcancer.train.build_model`), and its description."
-    from bloodcancer.train import build_model
-    return build_model("AlexNet", image_size=image_size, weights=None, seed=seed), "registry AlexNet with the paper's head"
-
-
-def train_run(split, run, seed, args):
-    "Train one run from scratch and write it as a run folder; return (seconds, model description)."
-    import tf_keras as keras
-    from bloodcancer.core import PAPER, package_versions, seed_everything
-    from bloodcancer.data import CLASSES, save_split
-    from bloodcancer.preprocess import class_weights, input_scaling, make_dataset
-    save_split(split, run)
-    seed_everything(seed, tensorflow=True)
-    model, described = build(args.image_size, seed)
-    model.compile(keras.optimizers.Adamax(args.learning_rate), "categorical_crossentropy", metrics=["accuracy"])
-    train, val = split[split["split"].eq("train")], split[split["split"].eq("val")]
+def train_run(split_file: Path, outputs: Path, seed: int, args):
+    "Train one run with `bloodcancer.train.train` on the given split; return (its folder, training seconds, epochs)."
+    from bloodcancer.core import TrainConfig
+    from bloodcancer.train import train
+    config = TrainConfig(model="AlexNet", data=str(args.data), split="subject", image_size=args.image_size,
+                         batch_size=args.batch_size, epochs=args.epochs, learning_rate=args.learning_rate, weights="none",
+                         seed=seed, outputs=str(outputs), run_name=f"cnmc-dev-subject-seed{seed}", verbose=0,
+                         split_file=str(split_file))
     start = time.perf_counter()
-    model.fit(make_dataset(train, "AlexNet", args.image_size, args.batch_size, training=True, seed=seed, cache=args.cache),
-              validation_data=make_dataset(val, "AlexNet", args.image_size, args.batch_size, cache=args.cache),
-              epochs=args.epochs, class_weight=class_weights(train), verbose=0)
-    seconds = time.perf_counter() - start
-    from bloodcancer.train import recalibrate_batch_norm  # what train() does before saving model.keras
-    recalibrate_batch_norm(model, make_dataset(train, "AlexNet", args.image_size, args.batch_size, labels=False, cache=False))
-    model.save(run/"model.keras")
-    (run/"config.json").write_text(json.dumps(dict(
-        model="AlexNet", data=str(args.data), split="subject", image_size=args.image_size, batch_size=args.batch_size,
-        epochs=args.epochs, learning_rate=args.learning_rate, weights=None, seed=seed, run_name=run.parent.name,
-        dataset=str(split["dataset"].iloc[0]), input_scaling=input_scaling("AlexNet"), class_names=list(CLASSES),
-        positive_class="all", paper_config=PAPER.replace(image_size=args.image_size).to_dict(), versions=package_versions(),
-        created=datetime.datetime.now().isoformat(timespec="seconds"), status="complete", epochs_completed=args.epochs,
-        note=f"benchmarks/tta_ensemble.py: {described}, Adamax, fixed epochs"), indent=2))
-    return seconds, described
+    run = train(config)
+    epochs = json.loads((run/"config.json").read_text())["epochs_completed"]
+    return run, time.perf_counter() - start, epochs
 
 
 def main():
@@ -101,7 +80,7 @@ def main():
     from bloodcancer.predict import choose_threshold, load_predictor, predict_probabilities, soft_vote
     from bloodcancer.preprocess import labels_of
 
-    index = index_dataset(data)
+    index = index_dataset(args.data)
     split = make_split(index, "subject", seed=args.split_seed, n_folds=args.folds, fold=args.fold)
     assert leakage_report(split)["shared_subjects"] == 0
     test = split[split["split"].eq("test")].reset_index(drop=True)
@@ -109,17 +88,15 @@ def main():
     parts = {part: split[split["split"].eq(part)] for part in ("train", "val", "test")}
     holder = None if args.keep else tempfile.TemporaryDirectory()
     outputs = Path(args.keep or holder.name)
-    args.cache = outputs/"cache"  # decoded cells, shared by the runs' training (prediction reads the files, as a user's would)
-    args.cache.mkdir(parents=True, exist_ok=True)
+    split_file = outputs/"split.csv"
+    split.to_csv(split_file, index=False)  # one split for every seed
 
     validation = split[split["split"].eq("val")].reset_index(drop=True)
     val_truth = labels_of(validation)
-    test_p, val_p, seconds, described = {False: [], True: []}, {False: [], True: []}, {}, ""
+    test_p, val_p, seconds, epochs = {False: [], True: []}, {False: [], True: []}, {}, {}
     total = time.perf_counter()
     for seed in args.seeds:
-        run = outputs/f"cnmc-dev-subject-seed{seed}"/"AlexNet"
-        if run.exists(): raise SystemExit(f"{run} exists: pass another --keep folder (runs are never overwritten)")
-        seconds[seed], described = train_run(split, run, seed, args)
+        run, seconds[seed], epochs[seed] = train_run(split_file, outputs, seed, args)
         predictor = load_predictor(run)
         for tta in (False, True):
             val_p[tta].append(predict_probabilities(predictor, validation, tta=tta, batch_size=64))
@@ -135,10 +112,11 @@ def main():
 
     def f1(p, t): return f1_score(truth, (p >= t).astype(int), average="weighted")
     counts = lambda frame: f"{len(frame)} cells, {frame['subject'].nunique()} subjects ({int(frame['label'].eq('all').sum())} all / {int(frame['label'].eq('hem').sum())} hem)"
-    print(f"Data: {data} (real C-NMC cells, dataset={index['dataset'].iloc[0]}); split: subject-disjoint, fold {args.fold} of {args.folds} (make_split 'subject', seed {args.split_seed})")
+    print(f"Data: {args.data} (real C-NMC cells, dataset={index['dataset'].iloc[0]}); split: subject-disjoint, fold {args.fold} of {args.folds} (make_split 'subject', seed {args.split_seed})")
     for part, frame in parts.items(): print(f"  {part:5s}: {counts(frame)}")
-    print(f"Model: {described}, from scratch (weights=None), {args.image_size} px, {args.epochs} epochs, batch {args.batch_size}, "
-          f"Adamax {args.learning_rate:g}, class-weighted, training augmentation on; seeds {args.seeds}")
+    print(f"Model: registry AlexNet with the paper's head, trained by bloodcancer.train.train from scratch, "
+          f"{args.image_size} px, at most {args.epochs} epochs (trained: {epochs}), batch {args.batch_size}, "
+          f"Adamax {args.learning_rate:g}; seeds {args.seeds}")
     print("Weighted F1 on the test cells at threshold 0.5, and at the threshold chosen (Youden's J) on the validation cells "
           "predicted the same way (same TTA, same ensemble)")
     print(f"{'run':15s} {'TTA':4s} {'F1@0.5':>7s} {'F1@val-thr':>10s} {'AUC':>6s} {'val-thr':>7s} {'train s':>8s} {'test predict s':>14s}")
