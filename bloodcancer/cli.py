@@ -36,7 +36,8 @@ def add_options(parser:argparse.ArgumentParser, # The (sub)parser to add to
     "Add one option per parameter of `source`, with its type, default, help text and allowed values."
     helps, choices, defaults = docments_of(source), choices or {}, defaults or {}
     if dataclasses.is_dataclass(source):
-        items = [(f.name, f.type, f.default, resolve_choices(f.metadata.get("choices"))) for f in dataclasses.fields(source)]
+        items = [(f.name, f.type, f.default, resolve_choices(f.metadata.get("choices")))
+                 for f in dataclasses.fields(source)]
     else:
         items = [(p.name, p.annotation, p.default, None) for p in inspect.signature(source).parameters.values()
                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
@@ -145,7 +146,8 @@ def _reproduce_overrides() -> tuple:
 # %% ../nbs/09_cli.ipynb #0ac63759
 def _command(commands, name:str, handler, help:str, source=None, **options) -> argparse.ArgumentParser:
     "A subcommand `name` running `handler`, with the options of `source` (see `add_options`)."
-    parser = commands.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = commands.add_parser(name, help=help, description=help,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     if source is not None: add_options(parser, source, **options)
     parser.set_defaults(handler=handler)
     return parser

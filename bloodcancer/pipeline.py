@@ -186,14 +186,16 @@ gc.collect()
 
 class StepKernel:
     "A Python kernel that runs the steps of a reproduction one after another, its own output going to `log`."
-    def __init__(self, cwd:Path, log:Path): self.cwd, self.log, self.manager, self._output = Path(cwd), Path(log), None, None
+    def __init__(self, cwd:Path, log:Path):
+        self.cwd, self.log, self.manager, self._output = Path(cwd), Path(log), None, None
 
     def start(self):
         from jupyter_client.manager import KernelManager
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._output = open(self.log, "a")
         self.manager = KernelManager(kernel_name="python3")
-        self.manager.start_kernel(stdout=self._output, stderr=self._output, cwd=str(self.cwd), env=_kernel_environment())
+        self.manager.start_kernel(stdout=self._output, stderr=self._output, cwd=str(self.cwd),
+                                  env=_kernel_environment())
 
     def prepare(self, label:str):
         "Start the kernel, or clear what the previous step left in it; note `label` in the log."
@@ -317,7 +319,8 @@ def run_steps(steps:list[Step], # From `plan_steps`
             # The report is rebuilt whenever anything it gathers ran again.
             if state.done(step.key) and not (step.kind == "figures" and ran):
                 print(f"{label}: done earlier, skipped", flush=True); continue
-            if step.kind == "evaluate" and any(f.startswith(step.key.replace("04_evaluate", "03_train")) for f in failed):
+            training_key = step.key.replace("04_evaluate", "03_train")
+            if step.kind == "evaluate" and any(f.startswith(training_key) for f in failed):
                 state.record(step.key, "skipped", 0, "its training failed")
                 print(f"{label}: skipped, its training failed", flush=True); continue
             left = estimate_remaining(state, steps, [s for s in steps[number - 1:] if not state.done(s.key)])
@@ -345,8 +348,9 @@ def machine_gflops(seconds:float=1.5, # How long to measure
     import tf_keras as keras
     layers, size, batch = keras.layers, 64, 16
     widths = ((3, 32, 1), (32, 64, 2), (64, 128, 2))  # (in, out, stride) of 3x3 convolutions
-    model = keras.Sequential([keras.Input((size, size, 3))] + [layers.Conv2D(o, 3, strides=s, padding="same",
-                             activation="relu") for _, o, s in widths] + [layers.GlobalAveragePooling2D(), layers.Dense(2)])
+    convolutions = [layers.Conv2D(o, 3, strides=s, padding="same", activation="relu") for _, o, s in widths]
+    model = keras.Sequential([keras.Input((size, size, 3)), *convolutions, layers.GlobalAveragePooling2D(),
+                              layers.Dense(2)])
     model.compile(keras.optimizers.SGD(1e-3), keras.losses.CategoricalCrossentropy(from_logits=True))
     images, labels = tf.random.uniform((batch, size, size, 3)), tf.one_hot(tf.zeros(batch, tf.int32), 2)
     flops, side = 0, size
@@ -423,7 +427,8 @@ def _check_duration(profile:str, chosen:Profile, steps:list[Step], data:str, log
 def summarize(state:dict, run_folder:Path) -> str:
     "The closing summary of a reproduction."
     lines = [f"{'step':<45} {'status':<8} {'seconds':>8}"]
-    lines += [f"{key:<45} {entry.get('status', 'not run'):<8} {entry.get('seconds', 0):>8}" for key, entry in state.items()]
+    lines += [f"{key:<45} {entry.get('status', 'not run'):<8} {entry.get('seconds', 0):>8}"
+              for key, entry in state.items()]
     failed = {k: e for k, e in state.items() if e.get("status") == "failed"}
     lines += [f"FAILED {key}: {entry['error']}" for key, entry in failed.items()]
     tables = sorted(run_folder.glob("**/table1*.md"))
@@ -450,7 +455,8 @@ def reproduce(profile:str="paper", # `paper`, `demo` or `auto`
              ) -> int:
     "Run a whole reproduction and return the number of failed steps."
     unknown = sorted(set(training) - set(REPRODUCE_OVERRIDES))
-    if unknown: raise InvalidValueError(f"unknown setting(s) {unknown}; reproduce accepts {', '.join(REPRODUCE_OVERRIDES)}")
+    if unknown:
+        raise InvalidValueError(f"unknown setting(s) {unknown}; reproduce accepts {', '.join(REPRODUCE_OVERRIDES)}")
     paths = project_paths(outputs=outputs, create=True)
     chosen = choose_profile(profile, data, paths.data)
     if profile == "auto": print(f"profile auto -> {chosen.name}" + ("" if chosen.name == "paper" else

@@ -21,7 +21,7 @@ from .models import model_spec
 from .data import CLASSES, LABEL_INDEX, DataValidationError, ValidationReport, dataset_of_files
 
 # %% auto #0
-__all__ = ['INPUT_SCALINGS', 'DENOISE_METHODS', 'BACKGROUND_LEVEL', 'INPUT_MODES', 'STAIN_NAMES', 'OD_MAX', 'CONTRAST_RANGE',
+__all__ = ['INPUT_SCALINGS', 'DENOISE_METHODS', 'BACKGROUND_LEVEL', 'STAIN_NAMES', 'INPUT_MODES', 'OD_MAX', 'CONTRAST_RANGE',
            'AUGMENTATIONS', 'PAPER_AUGMENTATIONS', 'STAIN_SCALE_RANGE', 'STAIN_SHIFT_RANGE', 'BRIGHTNESS_RANGE',
            'GAMMA_RANGE', 'BLUR_SIGMA_RANGE', 'SCALE_RANGE', 'MIXUP_ALPHA', 'SHUFFLE_BUFFER', 'input_scaling',
            'scale_for_model', 'load_image', 'resize_image', 'denoise_image', 'background_mask', 'stretch_contrast',
@@ -64,6 +64,7 @@ def load_image(path:str|Path, # Image file
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return rgb if size is None else resize_image(rgb, size)
 
+# %% ../nbs/02_preprocess.ipynb #54cd7efe
 def resize_image(image:np.ndarray, # Image array (H, W, C)
                  size:int, # Side of the square output
                 ) -> np.ndarray:
@@ -81,11 +82,12 @@ def _check_choice(value:str, choices:tuple, name:str):
 def _as_rgb_uint8(image) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise InvalidValueError(f"Expected an RGB uint8 image of shape (H, W, 3) as load_image returns, got {image.dtype} {image.shape}")
+        raise InvalidValueError("Expected an RGB uint8 image of shape (H, W, 3) as load_image returns, got "
+                                f"{image.dtype} {image.shape}")
     return image
 
 def denoise_image(image:np.ndarray, # RGB uint8 image (H, W, 3)
-                  method:str="median", # `none`, `gaussian`, `median` or `wavelet`. Defaults to `median`.
+                  method:str="median", # `none`, `gaussian`, `median` or `wavelet`
                  ) -> np.ndarray:
     "The image denoised by `method`, RGB uint8 of the same shape."
     _check_choice(method, DENOISE_METHODS, "denoise")
@@ -97,7 +99,7 @@ def denoise_image(image:np.ndarray, # RGB uint8 image (H, W, 3)
     smooth = denoise_wavelet(image, channel_axis=-1, method="BayesShrink", mode="soft", rescale_sigma=True)
     return np.clip(smooth * 255 + 0.5, 0, 255).astype(np.uint8)
 
-# %% ../nbs/02_preprocess.ipynb #812e022a
+# %% ../nbs/02_preprocess.ipynb #e0f613f5
 BACKGROUND_LEVEL = 10 # A pixel whose channels are all <= this is background
 
 def background_mask(image:np.ndarray, # RGB uint8 image (H, W, 3)
@@ -106,11 +108,12 @@ def background_mask(image:np.ndarray, # RGB uint8 image (H, W, 3)
     red, green, blue = cv2.split(np.ascontiguousarray(image))  # OpenCV: ten times faster than image.max(axis=-1)
     return cv2.max(cv2.max(red, green), blue) <= BACKGROUND_LEVEL
 
+# %% ../nbs/02_preprocess.ipynb #812e022a
 def stretch_contrast(image:np.ndarray, # RGB uint8 image (H, W, 3) of a cell on black
-                     low:float=1, # Percentile of the cell pixels mapped to 0. Defaults to 1.
-                     high:float=99, # Percentile of the cell pixels mapped to 255. Defaults to 99.
+                     low:float=1, # Percentile of the cell pixels mapped to 0
+                     high:float=99, # Percentile of the cell pixels mapped to 255
                     ) -> np.ndarray:
-    "Stretch the `low`-`high` percentile range of the cell pixels to 0-255, all channels alike; the background stays black."
+    "Stretch the `low`-`high` percentile range of the cell pixels to 0-255, all channels alike; background stays black."
     image = _as_rgb_uint8(image)
     background = background_mask(image)
     if background.all(): return image.copy()
@@ -120,9 +123,7 @@ def stretch_contrast(image:np.ndarray, # RGB uint8 image (H, W, 3) of a cell on 
     return np.clip(stretched + 0.5, 0, 255).astype(np.uint8)
 
 # %% ../nbs/02_preprocess.ipynb #c08b9b30
-INPUT_MODES = ("rgb", "stain", "rgb+stain")
 STAIN_NAMES = ("methyl blue", "eosin", "residual")
-OD_MAX = math.log10(256) # Optical density of the darkest 8-bit pixel (value 0 read as 1/256 transmitted)
 
 def _giemsa_from_rgb() -> np.ndarray:
     from skimage.color import bex_from_rgb  # Giemsa: methyl blue + eosin (+ residual)
@@ -139,8 +140,12 @@ def stain_channels(image:np.ndarray, # RGB uint8 image (H, W, 3) of a cell on bl
     stains[background_mask(image)] = 0
     return stains
 
+# %% ../nbs/02_preprocess.ipynb #6568b954
+INPUT_MODES = ("rgb", "stain", "rgb+stain")
+OD_MAX = math.log10(256) # Optical density of the darkest 8-bit pixel (value 0 read as 1/256 transmitted)
+
 def to_input_mode(image:np.ndarray, # RGB uint8 image (H, W, 3)
-                  mode:str="rgb", # `rgb`, `stain` or `rgb+stain`. Defaults to `rgb`.
+                  mode:str="rgb", # `rgb`, `stain` or `rgb+stain`
                  ) -> np.ndarray:
     "The 3-channel uint8 image (0-255) a model gets in input `mode`."
     _check_choice(mode, INPUT_MODES, "input_mode")
@@ -152,9 +157,9 @@ def to_input_mode(image:np.ndarray, # RGB uint8 image (H, W, 3)
 
 # %% ../nbs/02_preprocess.ipynb #90a92fb8
 def preprocess_image(image:np.ndarray, # RGB uint8 image at its original resolution, as `load_image` returns it
-                     size:int=PAPER.image_size, # Side of the square output. Defaults to 224.
-                     denoise:str="median", # From `DENOISE_METHODS`. Defaults to `median`.
-                     input_mode:str="rgb", # From `INPUT_MODES`. Defaults to `rgb`.
+                     size:int=PAPER.image_size, # Side of the square output
+                     denoise:str="median", # From `DENOISE_METHODS`
+                     input_mode:str="rgb", # From `INPUT_MODES`
                     ) -> np.ndarray:
     "Resize, denoise and convert to `input_mode`: the uint8 (size, size, 3) image the pipeline caches."
     return to_input_mode(denoise_image(resize_image(image, size), denoise), input_mode)
@@ -163,7 +168,7 @@ def preprocess_image(image:np.ndarray, # RGB uint8 image at its original resolut
 CONTRAST_RANGE = (0.8, 1.2) # Contrast jitter: factor applied to each image's cell pixels around their mean
 
 def _warp_matrices(angles:np.ndarray, flips:np.ndarray, height:int, width:int) -> np.ndarray:
-    "The (n, 2, 3) affine matrices of the flips (n, 2: horizontal, vertical) followed by rotations by `angles` degrees about the centre."
+    "(n, 2, 3) affine matrices: the flips (n, 2: horizontal, vertical), then rotations by `angles` degrees (centre)."
     theta = np.deg2rad(angles)
     a, b = np.cos(theta), np.sin(theta)  # as cv2.getRotationMatrix2D: counter-clockwise on screen
     cx, cy = (width - 1) / 2, (height - 1) / 2
@@ -174,7 +179,7 @@ def _warp_matrices(angles:np.ndarray, flips:np.ndarray, height:int, width:int) -
                      np.stack([-b * sx, a * sy, -b * ox + a * oy + ty], -1)], 1)
 
 def _jitter_contrast(image:np.ndarray, background:np.ndarray, factor:float) -> np.ndarray:
-    "Scale the cell pixels' distance from their mean colour by `factor`; background pixels (mask `background`) unchanged."
+    "Scale the cell pixels' distance from their mean colour by `factor`; pixels of the mask `background` unchanged."
     mean = np.array(cv2.mean(image, mask=1 - background)[:3])
     table = np.clip(mean + factor * (np.arange(256)[:, None] - mean) + 0.5, 0, 255).astype(np.uint8)
     jittered = cv2.LUT(image, table.reshape(1, 256, 3))
@@ -202,7 +207,7 @@ def _augment_one(image:np.ndarray, matrix:np.ndarray, factor:float, out:np.ndarr
 
 def augment_images(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
                    seed, # An int or a sequence of ints: the same seed gives the same output
-                   contrast_range:tuple=CONTRAST_RANGE, # Range of the contrast factor. Defaults to (0.8, 1.2).
+                   contrast_range:tuple=CONTRAST_RANGE, # Range of the contrast factor
                   ) -> np.ndarray:
     "Randomly flip, rotate (any angle, black fill) and contrast-jitter each image of a batch; uint8, same shape."
     images = np.ascontiguousarray(images)
@@ -218,7 +223,7 @@ def augment_images(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
     return out
 
 # %% ../nbs/02_preprocess.ipynb #a075217c
-AUGMENTATIONS = ("paper", "stain", "brightness", "blur", "scale", "mixup") # What `make_dataset(augmentations=)` accepts
+AUGMENTATIONS = ("paper", "stain", "brightness", "blur", "scale", "mixup") # What `make_dataset` can apply
 PAPER_AUGMENTATIONS = ("paper",) # The default: the paper's flips, rotation and contrast jitter only
 STAIN_SCALE_RANGE = (0.85, 1.15) # Stain jitter: factor on the optical density of each stain (methyl blue, eosin)
 STAIN_SHIFT_RANGE = (-0.05, 0.05) # Stain jitter: optical density added to each stain in cell pixels
@@ -237,8 +242,9 @@ def augmentation_names(augmentations, # Names from `AUGMENTATIONS`: a sequence, 
     if unknown: raise InvalidValueError(f"augmentations {unknown} are unknown: choose from {', '.join(AUGMENTATIONS)}")
     return tuple(n for n in AUGMENTATIONS if n in names)
 
+# %% ../nbs/02_preprocess.ipynb #2c2a37b6
 def _augmentation_rng(seed, name:str) -> np.random.Generator:
-    "The random stream of augmentation `name` for `seed` (`paper` gets the stream `augment_images` draws from `seed`)."
+    "The random stream of augmentation `name` for `seed` (`paper`: the stream `augment_images` draws from `seed`)."
     entropy = np.atleast_1d(np.asarray(seed, np.int64)).view(np.uint64)
     return np.random.default_rng(np.append(entropy, np.uint64(AUGMENTATIONS.index(name) + 1)))
 
@@ -279,6 +285,7 @@ def shift_stains(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
         out[i, y:y + h, x:x + w][cell] = rgb[cell]
     return out
 
+# %% ../nbs/02_preprocess.ipynb #eb7775c3
 def stain_jitter(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
                  seed, # An int or a sequence of ints: the same seed gives the same output
                  scale_range:tuple=STAIN_SCALE_RANGE, # Range of the factor on each stain's density
@@ -306,6 +313,7 @@ def adjust_brightness_gamma(images:np.ndarray, # Batch of RGB uint8 images (B, H
         out[i] = adjusted
     return out
 
+# %% ../nbs/02_preprocess.ipynb #e3923c2b
 def brightness_gamma(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
                      seed, # An int or a sequence of ints: the same seed gives the same output
                      brightness_range:tuple=BRIGHTNESS_RANGE, # Range of the intensity factor
@@ -321,7 +329,7 @@ def brightness_gamma(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
 def blur_cells(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
                sigmas, # (B,): Gaussian sigma of each image in pixels (below 0.1: unchanged)
               ) -> np.ndarray:
-    "Blur each image's cell pixels only (normalised convolution: the black around the cell does not bleed in); uint8."
+    "Blur each image's cell pixels only (normalised convolution: the black around them does not bleed in); uint8."
     images = _as_batch(images)
     out = images.copy()
     for i, image in enumerate(images):
@@ -340,6 +348,7 @@ def blur_cells(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
         out[i, y0:y1, x0:x1][inside] = smooth[inside]
     return out
 
+# %% ../nbs/02_preprocess.ipynb #ebd884b0
 def slight_blur(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
                 seed, # An int or a sequence of ints: the same seed gives the same output
                 sigma_range:tuple=BLUR_SIGMA_RANGE, # Range of sigma in pixels at 224 px, scaled to the image size
@@ -365,8 +374,10 @@ def zoom_cells(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
         f = float(factors[i])
         cx, cy = x + moments["m10"] / moments["m00"], y + moments["m01"] / moments["m00"]
         # Only the cell's box is warped (as in `augment_images`): where it lands, one pixel wider, clipped to the frame
-        x0, x1 = max(math.floor(f * (x - 1) + (1 - f) * cx), 0), min(math.ceil(f * (x + w) + (1 - f) * cx) + 1, width)
-        y0, y1 = max(math.floor(f * (y - 1) + (1 - f) * cy), 0), min(math.ceil(f * (y + h) + (1 - f) * cy) + 1, height)
+        x0 = max(math.floor(f * (x - 1) + (1 - f) * cx), 0)
+        x1 = min(math.ceil(f * (x + w) + (1 - f) * cx) + 1, width)
+        y0 = max(math.floor(f * (y - 1) + (1 - f) * cy), 0)
+        y1 = min(math.ceil(f * (y + h) + (1 - f) * cy) + 1, height)
         if x1 <= x0 or y1 <= y0: continue
         local = np.array([[f, 0, f * x + (1 - f) * cx - x0], [0, f, f * y + (1 - f) * cy - y0]])
         box = image[y:y + h, x:x + w]
@@ -374,6 +385,7 @@ def zoom_cells(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
                                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return out
 
+# %% ../nbs/02_preprocess.ipynb #c74e346c
 def scale_jitter(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
                  seed, # An int or a sequence of ints: the same seed gives the same output
                  scale_range:tuple=SCALE_RANGE, # Range of the zoom factor (drawn log-uniformly)
@@ -392,7 +404,8 @@ def mixup(images:np.ndarray, # Batch of images (B, H, W, C), any number type
     images, labels = np.asarray(images, np.float32), np.asarray(labels, np.float32)
     if len(images) != len(labels):
         raise InvalidValueError(f"mixup needs one label per image: {len(images)} images, {len(labels)} labels")
-    if not alpha > 0: raise InvalidValueError(f"alpha={alpha}: mixup's Beta distribution needs alpha > 0, e.g. {MIXUP_ALPHA}")
+    if not alpha > 0:
+        raise InvalidValueError(f"alpha={alpha}: mixup's Beta distribution needs alpha > 0, e.g. {MIXUP_ALPHA}")
     rng = _augmentation_rng(seed, "mixup")
     weight = rng.beta(alpha, alpha, len(images)).astype(np.float32)
     partner = rng.permutation(len(images))
@@ -416,9 +429,9 @@ def augment_batch(images:np.ndarray, # Batch of RGB uint8 images (B, H, W, 3)
 
 # %% ../nbs/02_preprocess.ipynb #d3b6e3b0
 def augmentation_figure(paths:list, # Image files, one row each (4 read best)
-                        out:str|Path|None=None, # PNG file or folder. Defaults to `<outputs>/augmentations.png`.
+                        out:str|Path|None=None, # PNG file or folder; None: `<outputs>/augmentations.png`
                         seed:int=PAPER.seed, # Seed of the random draws
-                        dataset:str|None=None, # Name of the data for the title. Defaults to inferring it from the files
+                        dataset:str|None=None, # Name of the data for the title; None: inferred from the files
                        ) -> Path:
     "Save a figure of every augmentation on the cells at `paths` and return its path."
     import matplotlib.pyplot as plt
@@ -465,13 +478,16 @@ def augmentation_figure(paths:list, # Image files, one row each (4 read best)
 def labels_of(frame:pd.DataFrame) -> np.ndarray:
     "Class indices (`hem` 0, `all` 1) of the rows of an index or split table."
     unknown = sorted(set(frame["label"]) - set(CLASSES))
-    if unknown: raise InvalidValueError(f"Labels {unknown} are not C-NMC classes {CLASSES}: validate the index first (bloodcancer.data.validate_images)")
+    if unknown: raise InvalidValueError(f"Labels {unknown} are not C-NMC classes {CLASSES}: validate the index first "
+                                        "(bloodcancer.data.validate_images)")
     return frame["label"].map(LABEL_INDEX).to_numpy(np.int64)
 
+# %% ../nbs/02_preprocess.ipynb #64e42d90
 def class_weights(frame:pd.DataFrame) -> dict[int, float]:
     "Keras `class_weight` that balances the classes of `frame` (n / (2 * n_class))."
     counts = np.bincount(labels_of(frame), minlength=len(CLASSES))
-    if (counts == 0).any(): raise InvalidValueError(f"Class counts {dict(zip(CLASSES, counts.tolist()))}: both classes are needed to train")
+    if (counts == 0).any(): raise InvalidValueError(f"Class counts {dict(zip(CLASSES, counts.tolist()))}: both classes "
+                                                    "are needed to train")
     return {i: float(counts.sum() / (len(CLASSES) * c)) for i, c in enumerate(counts)}
 
 # %% ../nbs/02_preprocess.ipynb #b1af568a
@@ -500,10 +516,11 @@ def _check_file(path:str) -> tuple[str, str, tuple]:
                 too_large = check_pixel_count(image.size)  # formats whose header declared_size does not read
                 if too_large[0]: return (*too_large, _NO_FACTS)
                 decoder = "tensorflow" if image.mode in _TENSORFLOW_DECODES.get(image.format, ()) else "opencv"
-                if image.format == "PNG": image.verify()  # chunk checksums: catches truncation and damage without inflating
+                if image.format == "PNG": image.verify()  # chunk checksums: truncation and damage, without inflating
                 elif _uncompressed_bmp_size(image): # the size the header promises: 100 times cheaper than decoding
                     if stat.st_size < _uncompressed_bmp_size(image):
-                        return "truncated or corrupt", f"{stat.st_size} bytes, the header promises {_uncompressed_bmp_size(image)}", _NO_FACTS
+                        promised = f"{stat.st_size} bytes, the header promises {_uncompressed_bmp_size(image)}"
+                        return "truncated or corrupt", promised, _NO_FACTS
                 else:
                     if image.format == "JPEG": image.draft("RGB", (image.width // 8, image.height // 8))
                     image.load()
@@ -515,7 +532,7 @@ def _check_file(path:str) -> tuple[str, str, tuple]:
 
 def check_readable(frame:pd.DataFrame, # Rows with a `path` column
                   ) -> pd.DataFrame:
-    "Raise the data layer's `DataValidationError` naming every unreadable file of `frame`; else one row per file: path, bytes, modified, width, height, decoder."
+    "Raise `DataValidationError` naming unreadable files; else per file: path, bytes, modified, width, height, decoder."
     start = time.perf_counter()
     paths = frame["path"].astype(str).tolist()
     # One thread: 0.04 ms a cached file (benchmarks/results/preprocess_ops-*.csv); threads only fight over the GIL.
@@ -523,10 +540,11 @@ def check_readable(frame:pd.DataFrame, # Rows with a `path` column
     problems = pd.DataFrame([dict(path=p, reason=r, detail=d, kept=False) for p, (r, d, _) in zip(paths, found) if r],
                             columns=["path", "reason", "detail", "kept"])
     if len(problems):
-        report = ValidationReport(frame[~frame["path"].astype(str).isin(problems["path"])], problems, len(paths), time.perf_counter() - start)
+        readable = frame[~frame["path"].astype(str).isin(problems["path"])]
+        report = ValidationReport(readable, problems, len(paths), time.perf_counter() - start)
         raise DataValidationError(f"{len(problems)} of {len(paths)} images cannot be read:\n{report.describe()}\n"
-                                  "Validate the index before building datasets: bloodcancer.data.validate_images(index, "
-                                  "policy='skip').clean leaves these files out.")
+                                  "Validate the index before building datasets: bloodcancer.data.validate_images("
+                                  "index, policy='skip').clean leaves these files out.")
     return pd.DataFrame([(p, *facts) for p, (_, _, facts) in zip(paths, found)],
                         columns=["path", "bytes", "modified", "width", "height", "decoder"])
 
@@ -542,11 +560,12 @@ def _cache_file(cache:str|Path, files:pd.DataFrame, image_size:int, denoise:str,
     target = cache/f"images-{key}.tfcache" if cache.is_dir() else cache.with_name(f"{cache.name}-{key}.tfcache")
     target.parent.mkdir(parents=True, exist_ok=True)
     if not Path(f"{target}.index").exists():
-        for leftover in target.parent.glob(f"{target.name}_*"): leftover.unlink()  # lockfile and partial shards of a killed run
+        # the lockfile and partial shards of a killed run:
+        for leftover in target.parent.glob(f"{target.name}_*"): leftover.unlink()
     return str(target)
 
 def _decode_function(image_size:int, routes:set):
-    "A tf.data map function: (path, route) -> the image decoded and resized to uint8, as `load_image(path, image_size)`."
+    "A tf.data map function: (path, route) -> the image decoded, resized, uint8: `load_image(path, image_size)`."
     import tensorflow as tf
     def with_tensorflow(path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -567,7 +586,8 @@ def _batch_function(function, *arguments):
     import tensorflow as tf
     @tf.autograph.experimental.do_not_convert
     def apply(batch, *tensors):
-        result = tf.numpy_function(lambda images, *values: function(images, *values, *arguments), [batch, *tensors], tf.uint8, stateful=False)
+        result = tf.numpy_function(lambda images, *values: function(images, *values, *arguments), [batch, *tensors],
+                                   tf.uint8, stateful=False)
         return tf.ensure_shape(result, batch.shape)
     return apply
 
@@ -596,19 +616,19 @@ def _epoch_batches(data, n_images:int, batch_size:int, seed:int, epochs:tuple, s
 # %% ../nbs/02_preprocess.ipynb #d579a67d
 def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, and `label` when `labels`)
                  model_name:str, # Registry model name: decides the input scaling
-                 image_size:int=PAPER.image_size, # Side of the square model input. Defaults to 224.
-                 batch_size:int=PAPER.batch_size, # Images per batch. Defaults to 40.
+                 image_size:int=PAPER.image_size, # Side of the square model input
+                 batch_size:int=PAPER.batch_size, # Images per batch
                  training:bool=False, # Shuffle and augment (training) or keep order (evaluation)
-                 seed:int=PAPER.seed, # Seed of shuffling and augmentation. Defaults to 42.
-                 cache:bool|str=True, # True caches prepared images in memory, a path caches to a file there, False not at all
+                 seed:int=PAPER.seed, # Seed of shuffling and augmentation
+                 cache:bool|str=True, # True: prepared images cached in memory; a path: in a file there; False: none
                  labels:bool=True, # Yield (images, labels); False yields images only (prediction)
-                 augment:bool|None=None, # Random rotation, flips and contrast jitter. Defaults to None: same as `training`.
-                 augmentations=PAPER_AUGMENTATIONS, # `AUGMENTATIONS` names used to augment. Defaults to the paper's.
-                 denoise:str="median", # From `DENOISE_METHODS`. Defaults to `median`.
-                 input_mode:str="rgb", # `rgb`, `stain` or `rgb+stain` (C-NMC comes stain-normalised already). Defaults to `rgb`.
+                 augment:bool|None=None, # Apply `augmentations`; None: when `training`
+                 augmentations=PAPER_AUGMENTATIONS, # `AUGMENTATIONS` names used to augment (the paper's set)
+                 denoise:str="median", # From `DENOISE_METHODS`
+                 input_mode:str="rgb", # `rgb`, `stain` or `rgb+stain` (C-NMC comes stain-normalised already)
                  epochs:tuple|None=None, # Training: (first, end) epochs in one dataset, each shuffled by its number
                  steps_per_epoch:int=0, # With `epochs`: batches per epoch (0: one pass over `frame`)
-                 class_weight:dict|None=None, # {class index: weight}: also yield each image's weight (Keras sample weights)
+                 class_weight:dict|None=None, # {class index: weight}: also yield each image's weight (sample weights)
                 ):
     "A batched, prefetched `tf.data.Dataset` of `frame`'s images, prepared and scaled for `model_name`."
     import tensorflow as tf
@@ -618,16 +638,19 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
     if len(frame) == 0: raise InvalidValueError("frame has no rows: there are no images to build a dataset from")
     missing = {"path"} | ({"label"} if labels else set())
     missing -= set(frame.columns)
-    if missing: raise InvalidValueError(f"frame has no {' or '.join(sorted(missing))} column: pass an index or split table"
-                                 + (" (or labels=False for images without labels)" if "label" in missing else ""))
+    if missing:
+        hint = " (or labels=False for images without labels)" if "label" in missing else ""
+        raise InvalidValueError(f"frame has no {' or '.join(sorted(missing))} column: pass an index or split "
+                                f"table{hint}")
     augment = training if augment is None else augment
     augmentations = augmentation_names(augmentations)
     mix = augment and "mixup" in augmentations
-    if mix and not labels: raise InvalidValueError("augmentations include 'mixup', which mixes labels: it needs labels=True")
+    if mix and not labels:
+        raise InvalidValueError("augmentations include 'mixup', which mixes labels: it needs labels=True")
     if training: frame = frame.iloc[np.random.default_rng(seed).permutation(len(frame))]
     onehot = tf.one_hot(labels_of(frame), len(CLASSES)) if labels else None
     files = check_readable(frame)
-    cv2.setNumThreads(1)  # tf.data already works on one image per core: OpenCV's own threads on top halve the throughput
+    cv2.setNumThreads(1)  # tf.data already works on one image per core: OpenCV's threads on top halve the throughput
 
     shrinking = (files[["width", "height"]].min(axis=1) > image_size).to_numpy()
     routes = np.where(shrinking & files["decoder"].eq("tensorflow").to_numpy(), "tensorflow", "opencv")
@@ -659,16 +682,17 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
     if epochs is not None: data = _epoch_batches(data, len(frame), batch_size, seed, epochs, steps_per_epoch)
     else:
         if training: data = data.shuffle(min(len(frame), SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)  # an augmentation seed a batch
+        # an augmentation seed per batch:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         data = tf.data.Dataset.zip((data.batch(batch_size), seeds))
     return data.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/02_preprocess.ipynb #7fedeeb5
 def preprocessing_figure(paths:list, # Image files, one row of the figure each (4 to 6 read best)
-                         out:str|Path|None=None, # PNG file or folder. Defaults to `<outputs>/preprocessing_steps.png`.
-                         denoise:str="median", # The denoiser shown. Defaults to `median`.
-                         seed:int=PAPER.seed, # Seed of the augmented variants. Defaults to 42.
-                         dataset:str|None=None, # Name of the data for the title. Defaults to inferring it from the files.
+                         out:str|Path|None=None, # PNG file or folder; None: `<outputs>/preprocessing_steps.png`
+                         denoise:str="median", # The denoiser shown
+                         seed:int=PAPER.seed, # Seed of the augmented variants
+                         dataset:str|None=None, # Name of the data for the title; None: inferred from the files
                         ) -> Path:
     "Save a figure of the preprocessing steps on the cells at `paths` and return its path."
     import matplotlib.pyplot as plt
@@ -680,13 +704,15 @@ def preprocessing_figure(paths:list, # Image files, one row of the figure each (
     dataset = dataset or dataset_of_files(paths)
     columns = ["original", f"{PAPER.image_size} px, {denoise} denoised", "augmented 1", "augmented 2", "augmented 3",
                "contrast stretched", "methyl blue density", "eosin density"]
-    fig, axes = plt.subplots(len(paths), len(columns), figsize=(2 * len(columns), 2.1 * len(paths) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(paths), len(columns), figsize=(2 * len(columns), 2.1 * len(paths) + 0.6),
+                             squeeze=False)
     rows = []
     for path in paths:
         original = load_image(path)
         prepared = preprocess_image(original, PAPER.image_size, denoise)
         variants = augment_images(np.repeat(prepared[None], 3, axis=0), seed)
-        rows.append([original, prepared, *variants, stretch_contrast(prepared), *np.moveaxis(stain_channels(prepared)[..., :2], -1, 0)])
+        stain_maps = np.moveaxis(stain_channels(prepared)[..., :2], -1, 0)
+        rows.append([original, prepared, *variants, stretch_contrast(prepared), *stain_maps])
     densities = np.concatenate([np.ravel(image) for row in rows for image in row[-2:]])
     top = float(np.percentile(densities[densities > 0], 99.5)) if (densities > 0).any() else OD_MAX
     for axes_row, row, path in zip(axes, rows, paths):
