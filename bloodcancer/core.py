@@ -452,7 +452,8 @@ class TrainConfig:
         if self.folds and self.split != "subject":
             raise InvalidValueError(f"folds={self.folds} needs split='subject': cross-validation holds out patients")
         if self.folds == 1 or self.fold > self.folds:
-            raise InvalidValueError(f"fold={self.fold} of folds={self.folds}: use folds >= 2 and a fold from 1 to folds")
+            raise InvalidValueError(f"fold={self.fold} of folds={self.folds}: use folds >= 2 and a fold from 1 "
+                                    "to folds")
         if self.split_file and self.folds:
             raise InvalidValueError("split_file and folds both choose the split: give one of them")
         if self.image_size > MAX_IMAGE_SIZE:

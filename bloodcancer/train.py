@@ -494,7 +494,8 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
     "Build, compile and train the model, then finish the run folder (chief)."
     train_rows, val_rows = rows[rows["split"].eq("train")], rows[rows["split"].eq("val")]
     global_batch = record["global_batch_size"]
-    _say(config, f"{record['model']} on {data_description(record['dataset'], record['data_root'])} ({record['data_root']}): "
+    data = data_description(record["dataset"], record["data_root"])
+    _say(config, f"{record['model']} on {data} ({record['data_root']}): "
           f"{len(train_rows)} training and {len(val_rows)} validation images, {config.split} split, seed "
           f"{config.seed}; {record['replicas']} replica(s) ({strategy_name}), global batch {global_batch}")
     _say(config, f"run folder: {run.path}")
