@@ -71,7 +71,8 @@ def render(notebook: Path = ROOT/"nbs"/"index.ipynb") -> str:
     for cell in cells:
         source = "".join(cell["source"]).strip()
         if not source: continue
-        if cell["cell_type"] == "markdown": parts.append(source)
+        # Images sit in nbs/images/: index.ipynb (rendered from nbs/ by Quarto) links them as images/...
+        if cell["cell_type"] == "markdown": parts.append(source.replace("](images/", "](nbs/images/"))
         elif cell["cell_type"] == "code" and not source.startswith("#|"): parts.append(f"```python\n{source}\n```")
     header = "<!-- Generated from nbs/index.ipynb by tests/make_readme.py: edit the notebook, not this file. -->\n\n"
     return header + "\n\n".join(parts) + "\n"
