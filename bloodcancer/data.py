@@ -389,11 +389,11 @@ def validate_images(index:pd.DataFrame, # An index table from `index_dataset`
 class _CellLook:
     radius:float; aspect:float; angle:float; nucleus_ratio:float; nucleus_shift:tuple; grain:int; texture:float
 
-def _draw_look(rng:np.random.Generator, label:str, size:int, shift:float) -> _CellLook:
-    "Random cell shape for `label`; `shift` (0 to 1) moves both classes' means apart."
+def _draw_look(rng:np.random.Generator, label:str, size:int, shift:float, own:tuple=(0.0, 0.0)) -> _CellLook:
+    "Random cell shape for `label`: `shift` moves the classes' means apart, `own` is its subject's (radius, ratio)."
     blast = label == "all"
-    radius = rng.normal(0.25 + 0.025 * shift * (1 if blast else -1), 0.03) * size
-    ratio = rng.normal(0.74 + 0.06 * shift * (1 if blast else -1), 0.06)
+    radius = rng.normal(0.25 + 0.025 * (shift * (1 if blast else -1) + own[0]), 0.03) * size
+    ratio = rng.normal(0.74 + 0.06 * (shift * (1 if blast else -1) + own[1]), 0.06)
     grain = int(rng.integers(28, 44) if blast else rng.integers(8, 16))
     return _CellLook(radius=float(np.clip(radius, 0.12 * size, 0.4 * size)), aspect=float(rng.uniform(0.8, 1.0)),
                      angle=float(rng.uniform(0, np.pi)), nucleus_ratio=float(np.clip(ratio, 0.45, 0.92)),
@@ -426,11 +426,11 @@ def _render_cell(rng:np.random.Generator, look:_CellLook, stain:np.ndarray, size
     image[nucleus] = nucleus_rgb * (1 + look.texture * noise[nucleus, None]) + rng.normal(0, 3, (int(nucleus.sum()), 3))
     return np.clip(image, 0, 255).astype(np.uint8)
 
-def _subject_stain(rng:np.random.Generator) -> np.ndarray:
-    "A subject's (cytoplasm RGB, nucleus RGB): one stain, its own hue, saturation and brightness."
+def _subject_stain(rng:np.random.Generator, spread:float=1.0) -> np.ndarray:
+    "A subject's (cytoplasm RGB, nucleus RGB): one stain, its own hue, saturation and brightness (`spread`: how much)."
     cytoplasm, nucleus = np.array([135, 95, 160], np.float32), np.array([95, 55, 130], np.float32)
-    tint = rng.normal(0, 0.10, 3).astype(np.float32)
-    brightness = rng.uniform(0.8, 1.2)
+    tint = rng.normal(0, 0.10 * spread, 3).astype(np.float32)
+    brightness = rng.uniform(max(0.3, 1 - 0.2 * spread), 1 + 0.2 * spread)
     return np.stack([cytoplasm * (1 + tint) * brightness, nucleus * (1 + 1.5 * tint) * brightness])
 
 # %% ../nbs/01_data.ipynb #b1e21670
@@ -443,6 +443,7 @@ def make_synthetic_cnmc(dest:str|Path, # Folder to write; `C-NMC_Leukemia/` is c
                         final_cells:int=10, # Unlabelled final-phase cells
                         image_size:int=450, # Side of the square images in pixels (C-NMC's)
                         class_separation:float=1.0, # 0: classes indistinguishable by shape; 1: the default overlap
+                        patient_variation:float=0.0, # How much a subject's cells and stain are its own (0: its stain)
                         seed:int=0, # Seed: the same seed writes the same files
                        ) -> Path:
     "Write a synthetic C-NMC in the exact Kaggle layout and return the folder holding `C-NMC_Leukemia`."
@@ -454,10 +455,11 @@ def make_synthetic_cnmc(dest:str|Path, # Folder to write; `C-NMC_Leukemia/` is c
     rng = np.random.default_rng(seed)
 
     def write_cells(subject:str, label:str, n:int, naming) -> list[tuple[Path, str]]:
-        stain = _subject_stain(rng)
+        stain = _subject_stain(rng, 1 + patient_variation)
+        own = tuple(rng.normal(0, patient_variation, 2)) if patient_variation else (0.0, 0.0)
         written = []
         for k in range(n):
-            image = _render_cell(rng, _draw_look(rng, label, image_size, class_separation), stain, image_size)
+            image = _render_cell(rng, _draw_look(rng, label, image_size, class_separation, own), stain, image_size)
             original = f"UID_{subject}_{k // 3 + 1}_{k % 3 + 1}_{label}"
             path = naming(original)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -495,7 +497,7 @@ def make_synthetic_cnmc(dest:str|Path, # Folder to write; `C-NMC_Leukemia/` is c
         "seed": seed, "subjects_all": subjects_all, "subjects_hem": subjects_hem,
         "cells_per_subject": cells_per_subject,
         "prelim_subjects": list(prelim_subjects), "final_cells": final_cells, "image_size": image_size,
-        "class_separation": class_separation}, indent=2))
+        "class_separation": class_separation, "patient_variation": patient_variation}, indent=2))
     return dest
 
 # %% ../nbs/01_data.ipynb #dba2d66e
