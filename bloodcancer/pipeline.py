@@ -341,7 +341,7 @@ def run_steps(steps:list[Step], # From `plan_steps`
     return {s.key: state.steps.get(s.key, {}) for s in steps}
 
 # %% ../nbs/08_pipeline.ipynb #1ca3f13f
-def machine_gflops(seconds:float=1.5, # How long to measure
+def machine_gflops(seconds:float=0.7, # How long to measure
                   ) -> float:
     "Billions of floating-point operations a second this machine delivers training a small convolutional network."
     import tensorflow as tf
