@@ -107,7 +107,7 @@ def child_environment(rows: Rows, args: dict):
     details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
     note = (f"{description}; CUDA build {build.get('cuda_version', '-')}, cuDNN {build.get('cudnn_version', '-')}; "
             f"compute capability {details.get('compute_capability', '-')}; {os.cpu_count()} CPU cores")
-    from bloodcancer.train import PAPER_MODELS
+    from bloodcancer.models import PAPER_MODELS
     rows.add(section="environment", note=note, hardware=slug, gpus=len(gpus), paper_models=list(PAPER_MODELS))
 
 
@@ -513,7 +513,7 @@ def main(argv=None) -> int:
             else:
                 models = cfg["smoke_models"] or env.get("paper_models")
                 if not models: rows.append(dict(section="smoke_models", error="the paper's models are unknown: the "
-                                                "environment section could not read bloodcancer.train.PAPER_MODELS"))
+                                                "environment section could not read bloodcancer.models.PAPER_MODELS"))
                 else:
                     until = min(time.monotonic() + caps["smoke_models"], deadline)
                     rows += smoke_models(folder, cfg, models, until, work)
