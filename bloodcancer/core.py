@@ -367,10 +367,9 @@ def resolve_choices(choices:str|tuple|None) -> tuple|None:
 # %% ../nbs/00_core.ipynb #4fb8df20
 RECIPES = { # Each recipe's settings: the value a TrainConfig field left None takes
     "paper": dict(augmentations="paper", monitor="val_loss", label_smoothing=0.0, schedule="plateau"),
-    "robust": dict(augmentations="paper,stain,brightness,blur,scale", monitor="balanced_val_loss",
-                   label_smoothing=0.1, schedule="cosine"),
+    "robust": dict(augmentations="paper,stain,brightness", monitor="val_loss", label_smoothing=0.0, schedule="plateau"),
 }
-MONITORS = ("val_loss", "balanced_val_loss") # What picks the best epoch: the validation loss, or its class-balanced form
+MONITORS = ("val_loss", "balanced_val_loss") # What picks the best epoch: validation loss, or its class-balanced form
 SCHEDULES = ("plateau", "cosine") # Learning rate: halved on plateaus (the paper), or cosine decay over the epochs
 
 # %% ../nbs/00_core.ipynb #12c2e459

@@ -749,7 +749,18 @@ def notebook_state(notebook:dict, # An executed notebook (its JSON)
     if record.get("exception"): return "failed"
     return "complete" if record.get("end_time") else "running"
 
-# %% ../nbs/05_figures.ipynb #86379a9f
+# %% ../nbs/05_figures.ipynb #32e8ed34
+def _html_exporter():
+    "nbconvert's HTML exporter with its `lab` template, or a `MissingFileError` that says how to get the template."
+    from nbconvert import HTMLExporter
+    try: return HTMLExporter(template_name="lab")
+    except ValueError as error:  # nbconvert names the folders it searched
+        searched = ", ".join(str(error).split("paths:")[-1].split())
+        raise MissingFileError(f"nbconvert's 'lab' template was not found (it searched {searched}): the page of each "
+                               "executed notebook cannot be rendered. nbconvert installs it in <prefix>/share/jupyter;"
+                               " reinstall it (pip install --force-reinstall nbconvert) or point JUPYTER_PATH at a "
+                               "folder holding nbconvert/templates/lab") from None
+
 def _offline(page:str) -> str:
     "`page` without the `<script src=...>` tags that load from the internet."
     return re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', "", page)
@@ -757,20 +768,23 @@ def _offline(page:str) -> str:
 def what_ran(notebook): # An executed notebook (nbformat)
     "A copy of `notebook` with its title and only the cells that ran in this record (the step's own cells)."
     import copy
-    kept = [cell for number, cell in enumerate(notebook.cells) if (number == 0 and cell.cell_type == "markdown") or
-            (cell.cell_type == "code" and (cell.get("outputs") or cell.source.startswith("#| run")
-                                            or {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", []))))]
+    def ran(cell):
+        tags = set(cell.metadata.get("tags", []))
+        return cell.cell_type == "code" and bool(cell.get("outputs") or cell.source.startswith("#| run")
+                                                 or {"parameters", "injected-parameters"} & tags)
+    kept = [cell for number, cell in enumerate(notebook.cells)
+            if (number == 0 and cell.cell_type == "markdown") or ran(cell)]
     shown = copy.copy(notebook)
     shown.cells = kept
     return shown
 
+# %% ../nbs/05_figures.ipynb #86379a9f
 def render_notebooks(outputs:str|Path, # The outputs folder: its `notebooks/*.ipynb` are rendered
                      runs:list, # Run folders: the `notebook.ipynb` of each is rendered
                      folder:str|Path, # Where the HTML pages go
                     ) -> list[dict]:
     "Render executed notebooks as HTML pages in `folder`; one entry per notebook: `name`, `source`, `state`, `page`."
     import nbformat
-    from nbconvert import HTMLExporter
     folder = Path(folder)
     sources = [(path.stem, path) for path in sorted((Path(outputs)/"notebooks").glob("*.ipynb"))]
     sources += [(f"{Path(run).parent.name}-{Path(run).name}", Path(run)/"notebook.ipynb") for run in runs
@@ -788,7 +802,7 @@ def render_notebooks(outputs:str|Path, # The outputs folder: its `notebooks/*.ip
         if entry["state"] == "running": continue
         digest = hashlib.sha256(content).hexdigest()
         if digest not in pages:
-            exporter = exporter or HTMLExporter(template_name="lab")
+            exporter = exporter or _html_exporter()
             body, _ = exporter.from_notebook_node(what_ran(notebook), resources=dict(metadata=dict(name=name)))
             pages[digest] = atomic_write(folder/f"{_slug(name)}.html", _offline(body))
         entry["page"] = pages[digest]

@@ -308,3 +308,16 @@ def test_labelled_cells_without_subject_ids_are_scored(tiny_outputs, tmp_path):
     assert [Path(p["path"]).name for p in metrics["problems"]] == ["smear-broken.bmp"]
     assert "3 of the images have no subject id" in repr(evaluation)
     for name in ("subjects.png", "reliability.png"): assert (evaluation.folder/name).stat().st_size > 0, name
+
+
+def test_a_missing_notebook_template_is_named_with_its_fix(monkeypatch, tmp_path):
+    "Without nbconvert's `lab` template (a site without its data files) the report says what is missing and the fix."
+    import nbconvert.exporters.templateexporter as templates
+    from bloodcancer.core import MissingFileError
+    from bloodcancer.figures import _html_exporter
+    monkeypatch.setattr(templates, "jupyter_path", lambda *parts: [str(tmp_path/"empty")])
+    with pytest.raises(MissingFileError) as raised:
+        _html_exporter()
+    message = str(raised.value)
+    assert "'lab' template" in message and str(tmp_path/"empty") in message and "JUPYTER_PATH" in message
+    assert "Traceback" not in message

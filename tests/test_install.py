@@ -110,7 +110,12 @@ def clean_environment(venv: Path, home: Path) -> dict:
     "The environment of a user who just made the venv: none of this session's Python or bloodcancer settings."
     drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS", "IN_TEST")
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("KAGGLE")}
+    # pip puts nbconvert's templates in <prefix>/share/jupyter, which the runtime site (site-packages only) lacks
+    shared = home/"jupyter-path"
+    shared.mkdir(exist_ok=True)
+    (shared/"nbconvert").symlink_to(Path(sys.prefix)/"share"/"jupyter"/"nbconvert")
     return env | {"PATH": f"{venv/'bin'}{os.pathsep}{env.get('PATH', '')}", "JUPYTER_DATA_DIR": str(home/"jupyter"),
+                  "JUPYTER_PATH": str(shared),
                   "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2", "KAGGLE_CONFIG_DIR": str(home/"kaggle")}
 
 
