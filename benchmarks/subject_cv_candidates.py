@@ -35,6 +35,12 @@ CANDIDATES = { # name -> settings changed from the paper recipe (the other recip
     "balanced-monitor": dict(monitor="balanced_val_loss"),
     "smoothing": dict(label_smoothing=0.1),
     "cosine": dict(schedule="cosine"),
+    # Combinations with stain jitter, the single change that helped most in the first screen
+    "stain+brightness": dict(augmentations="paper,stain,brightness"),
+    "stain+smoothing": dict(augmentations="paper,stain", label_smoothing=0.1),
+    "stain+balanced-monitor": dict(augmentations="paper,stain", monitor="balanced_val_loss"),
+    "stain+cosine": dict(augmentations="paper,stain", schedule="cosine"),
+    "stain+brightness+smoothing": dict(augmentations="paper,stain,brightness", label_smoothing=0.1),
 }
 
 
