@@ -1,8 +1,9 @@
 """Regenerate the outputs committed in the notebooks, so that the docs site and GitHub show each page's tables and
 figures. Each notebook's examples are executed as `nbdev_test` executes them (in examples mode: `IN_TEST=1`; the
 `#| run` cells of the pipeline steps, `eval: false` cells and the `tst_flags` cells are skipped), on the
-deterministic synthetic demo data and, where an example shows them, the real development cells. The outputs are
-then checked: none may hold a local absolute path. Run from the repository root:
+deterministic synthetic demo data and, where an example shows them, the real development cells. This machine's
+folders in text outputs are shown as `<tmp>`, `<project>`, `<shared>` and `~`; the outputs are then checked: none
+may hold a local absolute path. Run from the repository root:
 
     python tests/make_outputs.py                 # every notebook
     python tests/make_outputs.py nbs/05_figures.ipynb
@@ -21,6 +22,29 @@ def local_paths(nb) -> list[str]:
             text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
             found += [line for line in text.splitlines() if LOCAL.search(line)]
     return found
+
+def placeholders() -> list[tuple[re.Pattern, str]]:
+    "This machine's folders and the placeholder each is shown as: `<tmp>`, `<project>`, `~`."
+    import tempfile
+    folders = [(Path(tempfile.gettempdir()), "<tmp>"), (ROOT, "<project>"), (ROOT.parent/"shared", "<shared>"),
+               (Path.home(), "~")]
+    # a temporary folder made by an example (tmpab12cd_x) is shown as <tmp> itself: its name changes on every run
+    return [(re.compile(re.escape(str(folder)) + (r"/tmp[\w-]+" if name == "<tmp>" else "")), name)
+            for folder, name in folders] + [(re.compile(re.escape(tempfile.gettempdir())), "<tmp>")]
+
+def without_local_paths(nb):
+    "Replace this machine's folders in the text outputs of `nb` by placeholders (images are untouched)."
+    subs = placeholders()
+    def clean(text):
+        joined = "".join(text) if isinstance(text, list) else text
+        for pattern, name in subs: joined = pattern.sub(name, joined)
+        return joined
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output: output["text"] = clean(output["text"])
+            for kind in ("text/plain", "text/html", "text/markdown"):
+                if kind in output.get("data", {}): output["data"][kind] = clean(output["data"][kind])
+            if "traceback" in output: output["traceback"] = [clean(line) for line in output["traceback"]]
 
 def regenerate(path: Path):
     from execnb.nbio import read_nb, write_nb
@@ -47,8 +71,11 @@ def regenerate(path: Path):
     by_id = {cell.get("id"): cell for cell in nb.cells}
     for cell in stored.cells:
         if cell.cell_type == "code" and cell.get("id") in by_id:
-            cell.outputs = by_id[cell["id"]].get("outputs", [])
+            # only examples are shown on the page; a hidden test's warnings or a definition's output are not kept
+            shown = not cell.source.startswith("#|") and "parameters" not in cell.metadata.get("tags", [])
+            cell.outputs = by_id[cell["id"]].get("outputs", []) if shown else []
             cell.execution_count = None
+    without_local_paths(stored)
     leaks = local_paths(stored)
     if leaks: sys.exit(f"{path.name}: outputs show local paths; print them relative or replaced:\n" + "\n".join(leaks[:10]))
     write_nb(stored, path)
