@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import bloodcancer
 from .core import FolderLock, TrainConfig
 
 # %% auto #0
-__all__ = ['TINY_MODELS', 'DEV_CELLS_ENV', 'demo_cache', 'tiny_cnmc', 'tiny_run', 'tiny_outputs', 'dev_cells']
+__all__ = ['DEMO_CACHE_DAYS', 'TINY_MODELS', 'DEV_CELLS_ENV', 'demo_cache', 'tiny_cnmc', 'tiny_run', 'tiny_outputs', 'dev_cells']
 
 # %% ../nbs/10_demo.ipynb #03b3cbda
 def _code_key() -> str:
@@ -23,11 +25,28 @@ def _code_key() -> str:
     for path in sorted(Path(bloodcancer.__file__).parent.glob("*.py")): digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
+# %% ../nbs/10_demo.ipynb #888af2df
+DEMO_CACHE_DAYS = 2 # The cache of other code is removed when unused this long (each code change makes a new one)
+
+def _prune_demo_cache(root:Path, # The cache root: one folder per code key
+                      keep:Path, # The folder of this code
+                     ):
+    "Remove the code-key folders under `root` other than `keep` that no process used for `DEMO_CACHE_DAYS`."
+    stale = time.time() - DEMO_CACHE_DAYS * 86400
+    for folder in root.iterdir():
+        if folder != keep and folder.is_dir() and len(folder.name) == 12 and folder.stat().st_mtime < stale:
+            shutil.rmtree(folder, ignore_errors=True)  # another process may prune it at the same time
+
+# %% ../nbs/10_demo.ipynb #6c8b9fc6
 def demo_cache(name:str, # The fixture's folder name
               ) -> Path:
-    "The cache folder of fixture `name` (not created)."
+    "The cache folder of fixture `name` (not created); marks this code's cache as used and prunes stale ones."
     root = Path(os.environ.get("BLOODCANCER_DEMO_CACHE") or Path(tempfile.gettempdir())/"bloodcancer-demo")
-    return root/_code_key()/name
+    current = root/_code_key()
+    current.mkdir(parents=True, exist_ok=True)
+    os.utime(current)  # its time of last use
+    _prune_demo_cache(root, current)
+    return current/name
 
 # %% ../nbs/10_demo.ipynb #8d00d7eb
 def tiny_cnmc(seed:int=0, # Seed of the generator
