@@ -2,7 +2,8 @@
 
 Every script appends its rows to `benchmarks/results/<script>-<hardware>.csv` (never overwriting an earlier run: each
 row carries the time of its run, the git commit and the machine's load), so that prose quoting a figure can link to
-the file it came from.
+the file it came from. With `--smoke` a script runs at tiny sizes on tiny synthetic cells (seconds, any machine: it
+checks the script, its figures mean nothing) and writes to `--out` or a temporary folder, never to benchmarks/results/.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,3 +88,16 @@ def append_rows(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
         if new: writer.writeheader()
         for row in rows: writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in columns})
     return path
+
+
+def smoke_cells() -> Path:
+    "Tiny synthetic cells for `--smoke` (`bloodcancer.demo.tiny_cnmc`: 64-pixel cells, not C-NMC), cached."
+    from bloodcancer.demo import tiny_cnmc
+    return tiny_cnmc()
+
+
+def output_csv(script: str, hardware: str, out: str | Path | None, smoke: bool) -> Path:
+    "The CSV a run appends to: `out`; else with `smoke` one in a new temporary folder; else `results_file`."
+    if out: return Path(out)
+    if smoke: return Path(tempfile.mkdtemp(prefix=f"{script}-smoke-"))/f"{script}-{hardware}.csv"
+    return results_file(script, hardware)

@@ -140,7 +140,7 @@ def child_throughput(rows: Rows, args: dict):
     "Batch 40, then doubling until out of memory, the section's deadline or max_batch; one precision per process."
     import tensorflow as tf
     import tf_keras as keras
-    from bloodcancer.train import build_model
+    from bloodcancer.models import build_model
     cfg, deadline, mixed = args["cfg"], args["deadline"], args["precision"] == "mixed"
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     def compiled(xla: bool):
@@ -229,7 +229,7 @@ def child_input_pipeline(rows: Rows, args: dict):
     if time.monotonic() + cfg["fed_needed"] > deadline:
         rows.add(**(base | dict(section="input_pipeline_fed")), note="not run: the section's time is up"); return
     import tf_keras as keras
-    from bloodcancer.train import build_model
+    from bloodcancer.models import build_model
     keras.mixed_precision.set_global_policy("mixed_float16")
     model = build_model(cfg["model"], size, weights=None, seed=0)
     model.compile(keras.optimizers.Adamax(1e-3), "categorical_crossentropy", metrics=["accuracy"], jit_compile=True)

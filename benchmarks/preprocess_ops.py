@@ -13,9 +13,11 @@ pipeline), each denoiser at 224 (`denoise_image`), the stain input mode (`to_inp
 augmentation (`augment_images` on batches of 40).
 
 Rows are appended to benchmarks/results/preprocess_ops-<hardware>.csv. The cells default to $BLOODCANCER_DEV_CELLS,
-else ../shared/data/cnmc-dev beside the repository; without them the script explains and exits.
+else ../shared/data/cnmc-dev beside the repository; without them the script explains and exits. `--smoke` checks the
+script in seconds: 8 tiny synthetic cells at 32 pixels, one repeat, rows to `--out` or a temporary folder.
 
-Usage: python benchmarks/preprocess_ops.py [--data PATH] [--images 300] [--repeats 3] [--out CSV]
+Usage: python benchmarks/preprocess_ops.py [--data PATH] [--images 300] [--repeats 3] [--image-size 224] [--out CSV]
+       python benchmarks/preprocess_ops.py --smoke [--out CSV]
 """
 from __future__ import annotations
 
@@ -28,11 +30,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_rows, cells_folder, git_commit, load, results_file, run_stamp  # noqa: E402
+from _common import append_rows, cells_folder, git_commit, load, output_csv, run_stamp, smoke_cells  # noqa: E402
 
 COLUMNS = ["run", "hardware", "data", "operation", "images", "cpu_ms_per_image", "cpu_ms_spread", "wall_ms_per_image",
            "load_1min", "note", "commit"]
-SIZE = 224
+SMOKE = dict(images=8, repeats=1, image_size=32, batch_size=4)  # --smoke's defaults: seconds on any machine
 
 
 def parse_args(argv=None):
@@ -41,14 +43,23 @@ def parse_args(argv=None):
                         "$BLOODCANCER_DEV_CELLS or ../shared/data/cnmc-dev")
     parser.add_argument("--images", type=int, default=300, help="Cells timed per operation (a tenth for wavelet)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=224, help="Side the cells are resized to")
+    parser.add_argument("--batch-size", type=int, default=40, help="Images per batch of the augmentation")
     parser.add_argument("--out", default=None,
                         help="CSV to append to. Defaults to benchmarks/results/preprocess_ops-<hardware>.csv")
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help=f"check the script in seconds: tiny synthetic cells "
+                        f"(unless --data), {SMOKE}; rows to --out or a temporary folder")
+    args = parser.parse_args(argv)
+    if args.smoke:  # smoke sizes, unless given
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    data = cells_folder(args.data)
+    data = smoke_cells() if args.smoke and args.data is None else cells_folder(args.data)
+    size = args.image_size
     import cv2
     import numpy as np
     import tensorflow as tf
@@ -64,13 +75,14 @@ def main(argv=None) -> int:
     paths = frame["path"].astype(str).tolist()
     contents = [Path(p).read_bytes() for p in paths]  # from the page cache from here on
     originals = [load_image(p) for p in paths]
-    resized = [resize_image(image, SIZE) for image in originals]
-    batches = [np.stack(resized[i:i + 40]) for i in range(0, len(resized) - 39, 40)]
+    resized = [resize_image(image, size) for image in originals]
+    batch = min(args.batch_size, len(resized))
+    batches = [np.stack(resized[i:i + batch]) for i in range(0, len(resized) - batch + 1, batch)]
     described = f"{len(paths)} {'/'.join(sorted(set(index['dataset'])))} cells from {data}"
     shape = "x".join(str(s) for s in originals[0].shape[:2])
 
     decode = tf.function(lambda raw: tf.io.decode_image(raw, channels=3, expand_animations=False))
-    resize_tf = tf.function(lambda image: tf.cast(tf.round(tf.image.resize(image, (SIZE, SIZE), method="area")),
+    resize_tf = tf.function(lambda image: tf.cast(tf.round(tf.image.resize(image, (size, size), method="area")),
                                                   tf.uint8))
     raw_tensors = [tf.constant(c) for c in contents]
     decoded = [decode(r) for r in raw_tensors]
@@ -81,15 +93,15 @@ def main(argv=None) -> int:
         "file check (_check_file, as check_readable calls it)": (n, lambda: [_check_file(p) for p in paths]),
         f"decode, OpenCV (load_image, {shape})": (n, lambda: [load_image(p) for p in paths]),
         f"decode, TensorFlow (decode_image, {shape})": (n, lambda: [decode(r) for r in raw_tensors]),
-        f"resize {shape} to {SIZE}, OpenCV area (resize_image)": (n, lambda: [resize_image(i, SIZE)
+        f"resize {shape} to {size}, OpenCV area (resize_image)": (n, lambda: [resize_image(i, size)
                                                                              for i in originals]),
-        f"resize {shape} to {SIZE}, TensorFlow area (the pipeline)": (n, lambda: [resize_tf(i) for i in decoded]),
-        f"denoise gaussian at {SIZE}": (n, lambda: [denoise_image(i, "gaussian") for i in resized]),
-        f"denoise median at {SIZE}": (n, lambda: [denoise_image(i, "median") for i in resized]),
-        f"denoise wavelet at {SIZE}": (len(few), lambda: [denoise_image(i, "wavelet") for i in few]),
-        f"input mode stain at {SIZE} (to_input_mode)": (n, lambda: [to_input_mode(i, "stain") for i in resized]),
-        f"augment at {SIZE} (augment_images, batches of 40)":
-            (40 * len(batches), lambda: [augment_images(b, k) for k, b in enumerate(batches)]),
+        f"resize {shape} to {size}, TensorFlow area (the pipeline)": (n, lambda: [resize_tf(i) for i in decoded]),
+        f"denoise gaussian at {size}": (n, lambda: [denoise_image(i, "gaussian") for i in resized]),
+        f"denoise median at {size}": (n, lambda: [denoise_image(i, "median") for i in resized]),
+        f"denoise wavelet at {size}": (len(few), lambda: [denoise_image(i, "wavelet") for i in few]),
+        f"input mode stain at {size} (to_input_mode)": (n, lambda: [to_input_mode(i, "stain") for i in resized]),
+        f"augment at {size} (augment_images, batches of {batch})":
+            (batch * len(batches), lambda: [augment_images(b, k) for k, b in enumerate(batches)]),
     }
     for _, run in operations.values(): run()  # warm: tracing, first calls, caches
     timings, walls, loads = {name: [] for name in operations}, {name: [] for name in operations}, []
@@ -101,7 +113,8 @@ def main(argv=None) -> int:
             timings[name].append(1000 * (time.process_time() - cpu) / images)
             walls[name].append(1000 * (time.perf_counter() - start) / images)
     loads.append(load())
-    common = dict(run=run_stamp(), hardware=f"cpu-{os.cpu_count()}cores", data=described,
+    hardware = f"cpu-{os.cpu_count()}cores" + ("-smoke" if args.smoke else "")
+    common = dict(run=run_stamp(), hardware=hardware, data=described,
                   load_1min=f"{min(loads):.2f}-{max(loads):.2f}", commit=git_commit())
     print(f"{described}; one thread; median of {args.repeats} repeats; load {min(loads):.2f}-{max(loads):.2f}")
     print(f"{'operation':<58} {'images':>6} {'CPU ms/image':>12} {'spread':>13} {'wall ms':>8}")
@@ -113,7 +126,7 @@ def main(argv=None) -> int:
         rows.append(common | dict(operation=name, images=images, cpu_ms_per_image=round(median, 4),
                                   cpu_ms_spread=spread, wall_ms_per_image=round(wall, 4),
                                   note=f"one thread, median of {args.repeats}"))
-    out = append_rows(args.out or results_file("preprocess_ops", f"cpu-{os.cpu_count()}cores"), rows, COLUMNS)
+    out = append_rows(output_csv("preprocess_ops", hardware, args.out, args.smoke), rows, COLUMNS)
     print(f"rows appended to {out}")
     return 0
 

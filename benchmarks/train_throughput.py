@@ -5,32 +5,38 @@ fed again and again through `model.fit` (Adamax, categorical cross-entropy, as `
 The first `--warmup` steps (tracing, XLA compilation) are not timed.
 
     python benchmarks/train_throughput.py --models AlexNet VGG19 --image-size 64 --steps 10
-    python benchmarks/train_throughput.py --models ResNetRS50 --image-size 224 --batch-size 40 256 --compare   # on a GPU
+    python benchmarks/train_throughput.py --models ResNetRS50 --image-size 224 --batch-size 40 256 --compare  # a GPU
 
 `--compare` runs each model three ways: float32, mixed precision, and mixed precision with XLA. Prints one table row
-per run; `--json PATH` also writes the rows.
+per run and appends it to benchmarks/results/train_throughput-<hardware>.csv; `--json PATH` also writes the rows.
 
 `--versus-plain` asks another question: does `bloodcancer.train.train` add anything to Keras? For each model it runs a
 real `train(...)` (run folder, callbacks, history, batch-norm recalibration, model.keras) and, in the same process,
 a plain `tf_keras` `model.fit` of the same registry model (`build_model`, compiled alike) on the same rows (the run's
-own split.csv), through the same `make_dataset` (cached in memory), batch and class weights. Epoch times are read by
-a callback (passed to `train` in `callbacks=`) at the end of every epoch, after every other callback: the first epoch
-(tracing, cache fill) is left out and the median of the others counts. Setup (before the first epoch) and finish
-(after the last: batch-norm recalibration, model.keras, curves) of `train` are shown apart. `--diagnose` adds plain
-runs with each of `train`'s standard callbacks alone (from `bloodcancer.train._callbacks`), to find what costs.
-Target: ours / plain >= 0.95x. Rows go to benchmarks/results/train_throughput-<hardware>.csv.
+own split.csv, read by `RunFolder`), through the same `make_dataset` (cached in memory), batch and class weights.
+Epoch times are read by a callback (passed to `train` in `callbacks=`) at the end of every epoch, after every other
+callback: the first epoch (tracing, cache fill) is left out and the median of the others counts. Setup (before the
+first epoch) and finish (after the last: batch-norm recalibration, model.keras, curves) of `train` are shown apart.
+`--diagnose` adds plain runs with each of `train`'s standard callbacks alone (from `bloodcancer.train._callbacks`,
+writing into a run folder of their own), to find what costs. Target: ours / plain >= 0.95x. Rows go to
+benchmarks/results/train_throughput-<hardware>.csv.
 
 `--callback-costs` times each standard callback of `train` alone at the end of an epoch (checkpoint written every
 time: the validation loss improves) and in the per-step hooks, for each model: a fixed cost per epoch that matters
 where epochs are short (a GPU), whatever the noise of a shared CPU does to whole-epoch timings.
 
     python benchmarks/train_throughput.py --versus-plain --models AlexNet EfficientNetB0 --image-size 64 --epochs 4
+
+`--smoke` checks the script in seconds on any machine: all three parts at tiny sizes (AlexNet, 32 pixels, one or two
+steps, `--versus-plain` on tiny synthetic cells with `--diagnose` of all callbacks together), rows to `--out` or a
+temporary folder. Its figures mean nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,12 +45,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (append_rows, cells_folder, dev_cells, git_commit, hardware_slug, load, results_file,  # noqa: E402
-                     run_stamp)
+from _common import (append_rows, cells_folder, dev_cells, git_commit, hardware_slug, load, output_csv,  # noqa: E402
+                     run_stamp, smoke_cells)
 
-VERSUS_COLUMNS = ["run", "hardware", "data", "model", "image_size", "batch", "variant", "epochs_timed", "epoch_s",
-                  "epoch_s_all", "images_per_s", "ratio_to_plain", "epoch_cpu_s", "ratio_to_plain_cpu", "setup_s",
-                  "finish_s", "load_1min", "note", "commit"]
+COLUMNS = ["run", "hardware", "data", "model", "image_size", "batch", "variant", "epochs_timed", "epoch_s",
+           "epoch_s_all", "images_per_s", "ratio_to_plain", "epoch_cpu_s", "ratio_to_plain_cpu", "setup_s",
+           "finish_s", "load_1min", "note", "commit"]
+# --smoke's defaults: seconds on any machine (a batch of 32 is one step per epoch on the tiny cells' training side)
+SMOKE = dict(models=["AlexNet"], image_size=32, batch_size=[32], steps=1, warmup=1, epochs=2)
+MEASURE_DATA = "one batch of random pixels (synthetic, not cells), fed again and again"
 
 
 def device_name() -> str:
@@ -62,7 +71,7 @@ def measure(model_name: str, image_size: int, batch_size: int, steps: int, warmu
     import numpy as np
     import tensorflow as tf
     import tf_keras as keras
-    from bloodcancer.train import build_model
+    from bloodcancer.models import build_model
 
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
@@ -79,7 +88,8 @@ def measure(model_name: str, image_size: int, batch_size: int, steps: int, warmu
         seconds = time.perf_counter() - start
     except (tf.errors.ResourceExhaustedError, MemoryError) as error:
         return dict(model=model_name, image_size=image_size, batch_size=batch_size, mixed_precision=mixed_precision,
-                    jit_compile=jit_compile, images_per_s=None, step_ms=None, note=f"out of memory ({type(error).__name__})")
+                    jit_compile=jit_compile, images_per_s=None, step_ms=None,
+                    note=f"out of memory ({type(error).__name__})")
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return dict(model=model_name, image_size=image_size, batch_size=batch_size, mixed_precision=mixed_precision,
@@ -108,22 +118,53 @@ def steady(seconds: list[float]) -> float:
     return statistics.median(seconds[1:] or seconds)
 
 
-def hardware_of(device: str) -> str:
-    "The results files' name for `device_name()`: `cpu-<n>cores`, or the GPU's name as a slug."
-    if device.startswith("CPU"): return hardware_slug()
-    count, name = device.split(" x ", 1)
-    return hardware_slug(name, int(count))
+def hardware_of(device: str, smoke: bool = False) -> str:
+    "The results files' name for `device_name()`: `cpu-<n>cores`, or the GPU's name as a slug; `-smoke` after it."
+    if device.startswith("CPU"): slug = hardware_slug()
+    else:
+        count, name = device.split(" x ", 1)
+        slug = hardware_slug(name, int(count))
+    return slug + ("-smoke" if smoke else "")
 
 
-def versus_plain(args) -> int:
+def standard_callbacks(folder: Path, model_name: str, image_size: int, batch: int) -> list:
+    """`train`'s standard callbacks (`bloodcancer.train._callbacks`, a new run's) writing into the run folder `folder`
+    (made here with a config.json of its own: the history callback updates it)."""
+    from bloodcancer.core import PAPER, TrainConfig
+    from bloodcancer.runs import RunFolder
+    from bloodcancer.train import _callbacks
+    config = TrainConfig(model=model_name, image_size=image_size, batch_size=batch, weights="none", verbose=0)
+    run = RunFolder(folder)
+    run.path.mkdir(parents=True)
+    run.write_config(config.to_dict() | dict(status="running", note="callbacks timed by train_throughput.py"))
+    paper = PAPER.replace(image_size=image_size, batch_size=batch)
+    return _callbacks(run, True, 0, paper, config.resolved())
+
+
+def written_by(folder: Path, callback) -> list[Path]:
+    "The files `callback` of `standard_callbacks(folder, ...)` has written so far."
+    from bloodcancer.runs import RunFolder
+    run, name = RunFolder(folder), type(callback).__name__
+    found = dict(BestCheckpoint=[run.best_file], RunHistory=[run.history_file],
+                 RandomState=list(run.backup_dir.glob("random-state-*.npz")),
+                 BackupAndRestore=list((run.backup_dir/"chief").rglob("*")), TensorBoard=list(run.logs_dir.rglob("*")))
+    return [path for path in found.get(name, []) if path.is_file()]
+
+
+def versus_plain(args, out: Path) -> int:
     "Time `bloodcancer.train.train` against a plain `model.fit` of the same model on the same data and batch."
     import tf_keras as keras
     from bloodcancer.core import PAPER, seed_everything
-    from bloodcancer.data import index_dataset, load_split, make_synthetic_cnmc
+    from bloodcancer.data import index_dataset, make_synthetic_cnmc
+    from bloodcancer.models import build_model
     from bloodcancer.preprocess import class_weights, make_dataset
-    from bloodcancer.train import _callbacks, build_model, train, write_run_config
+    from bloodcancer.runs import RunFolder
+    from bloodcancer.train import train
 
-    if args.data == "synthetic" or (args.data is None and not dev_cells().is_dir()):
+    if args.smoke and args.data is None:
+        data = smoke_cells()
+        print("--smoke: tiny synthetic cells (not real)")
+    elif args.data == "synthetic" or (args.data is None and not dev_cells().is_dir()):
         data = make_synthetic_cnmc(tempfile.mkdtemp(), cells_per_subject=40, seed=0)
         print(f"no real cells at {dev_cells()}: synthetic cells (not real) instead")
     else:
@@ -131,11 +172,11 @@ def versus_plain(args) -> int:
     index = index_dataset(data)
     described = f"{len(index)} {index['dataset'].iloc[0]} cells from {data}"
     device = device_name()
-    hardware = hardware_of(device)
+    hardware = hardware_of(device, args.smoke)
     print(f"ours (bloodcancer.train.train) vs plain tf_keras model.fit on {device}; {described}; load {load():.2f}")
     outputs = Path(tempfile.mkdtemp(prefix="versus-plain-"))
     batch = args.batch_size[0]
-    rows, common = [], dict(run=run_stamp(), hardware=hardware, data=described, image_size=args.image_size,
+    rows, common = [], dict(run=args.stamp, hardware=hardware, data=described, image_size=args.image_size,
                             batch=batch, commit=git_commit())
 
     def plain(model_name, split, extra_callbacks=()):
@@ -179,7 +220,7 @@ def versus_plain(args) -> int:
                             epochs=args.epochs, weights=None, seed=args.seed, outputs=outputs,
                             run_name=f"versus-{model_name}-{repeat}", verbose=0, callbacks=[clock])
             total = time.perf_counter() - started
-            split = load_split(run_dir)
+            split = RunFolder(run_dir).read_split()
             n_train = int(split["split"].eq("train").sum())
             extra = dict(setup_s=round(clock.begin[0] - started, 2),
                          finish_s=round(started + total - clock.finished, 2),
@@ -192,34 +233,33 @@ def versus_plain(args) -> int:
                   f"{plain_epoch[1] / ours[1]:.3f}x by CPU time (target >= 0.95x); setup {extra['setup_s']} s, "
                   f"finish {extra['finish_s']} s", flush=True)
             if not args.diagnose: continue
-            for name in ("ReduceLROnPlateau", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "_RunProgress",
-                         "BackupAndRestore", "TensorBoard", "all"):
-                run_dir = outputs/f"diagnose-{model_name}-{repeat}-{name}"
-                (run_dir/"checkpoints").mkdir(parents=True)
-                write_run_config(run_dir, dict(model=model_name))  # _RunProgress updates an existing config.json
-                config = PAPER.replace(image_size=args.image_size, batch_size=batch)
-                standard = _callbacks(run_dir, True, False, config, 0)
-                chosen = standard if name == "all" else [c for c in standard if name in type(c).__name__]
-                record(model_name, f"plain + {name}", plain(model_name, split, chosen), n_train,
+            # Each standard callback alone (by its position in the list, in a run folder of its own), then all of
+            # them together; --smoke: all together only
+            def callbacks(label): return standard_callbacks(outputs/f"diagnose-{model_name}-{repeat}-{label}",
+                                                            model_name, args.image_size, batch)
+            together = callbacks("all")
+            for position in [] if args.smoke else range(len(together)):
+                alone = callbacks(position)[position]
+                record(model_name, f"plain + {type(alone).__name__}", plain(model_name, split, [alone]), n_train,
                        plain_epoch=plain_epoch)
-    out = append_rows(args.out or results_file("train_throughput", hardware), rows, VERSUS_COLUMNS)
+            record(model_name, "plain + all", plain(model_name, split, together), n_train, plain_epoch=plain_epoch)
+    shutil.rmtree(outputs, ignore_errors=True)  # the run folders (model files, checkpoints) served only the timing
+    out = append_rows(out, rows, COLUMNS)
     print(f"\nrows appended to {out}")
     return 0
 
 
-def callback_costs(args) -> int:
+def callback_costs(args, out: Path) -> int:
     "Seconds that each of train()'s standard callbacks adds at the end of an epoch (and per step), for each model."
     import numpy as np
     import tf_keras as keras
     from bloodcancer.core import PAPER
-    from bloodcancer.train import _callbacks, build_model, write_run_config
+    from bloodcancer.models import build_model
     device = device_name()
-    hardware = hardware_of(device)
+    hardware = hardware_of(device, args.smoke)
     print(f"per-epoch cost of train()'s standard callbacks on {device}; load {load():.2f}")
-    rows, common = [], dict(run=run_stamp(), hardware=hardware, data="one random batch (callbacks read no data)",
+    rows, common = [], dict(run=args.stamp, hardware=hardware, data="one random batch (callbacks read no data)",
                             image_size=args.image_size, batch=args.batch_size[0], commit=git_commit())
-    written_by = dict(ModelCheckpoint="checkpoints", BackupAndRestore="backup", TensorBoard="logs",
-                      CSVLogger="history.csv", _RunProgress="config.json")
     for model_name in args.models:
         keras.backend.clear_session()
         net = build_model(model_name, args.image_size, weights=None, seed=0)
@@ -228,9 +268,7 @@ def callback_costs(args) -> int:
         images = np.random.default_rng(0).uniform(0, 255, (2, args.image_size, args.image_size, 3)).astype("float32")
         net.fit(images, np.eye(2, dtype="float32"), epochs=1, verbose=0)  # the optimizer's state exists, as in training
         run_dir = Path(tempfile.mkdtemp(prefix="callbacks-"))/model_name
-        (run_dir/"checkpoints").mkdir(parents=True)
-        write_run_config(run_dir, dict(model=model_name))
-        standard = _callbacks(run_dir, True, False, PAPER.replace(image_size=args.image_size), 0)
+        standard = standard_callbacks(run_dir, model_name, args.image_size, args.batch_size[0])
         for callback in standard:
             callback.set_model(net); callback.set_params(dict(epochs=40, steps=100, verbose=0))
             callback.on_train_begin()
@@ -249,9 +287,7 @@ def callback_costs(args) -> int:
                 for step in range(20):
                     callback.on_train_batch_begin(step); callback.on_train_batch_end(step, dict(loss=1.0))
                 steps.append((time.perf_counter() - start) / 20)
-            written = run_dir/written_by.get(name, "-")
-            files = [written, *written.rglob("*")] if written.exists() else []
-            megabytes = sum(f.stat().st_size for f in files if f.is_file()) / 2**20
+            megabytes = sum(f.stat().st_size for f in written_by(run_dir, callback)) / 2**20
             epoch_s, step_ms = statistics.median(epochs), 1000 * statistics.median(steps)
             print(f"  {name:<28} {epoch_s:8.3f} s per epoch  {step_ms:7.3f} ms per step  files {megabytes:8.1f} MB",
                   flush=True)
@@ -260,8 +296,42 @@ def callback_costs(args) -> int:
                                       note=f"on_epoch_end, median of 3 (val_loss improving); {step_ms:.3f} ms per step "
                                            f"in batch hooks; {megabytes:.1f} MB written"))
         for callback in standard: callback.on_train_end()
-    out = append_rows(args.out or results_file("train_throughput", hardware), rows, VERSUS_COLUMNS)
+        shutil.rmtree(run_dir.parent, ignore_errors=True)  # checkpoints and backups written only to be timed
+    out = append_rows(out, rows, COLUMNS)
     print(f"\nrows appended to {out}")
+    return 0
+
+
+def throughput(args, out: Path) -> int:
+    "Images/s of each model, batch and precision on one in-memory batch: a table row each, appended to `out`."
+    variants = [(False, False), (True, False), (True, True)] if args.compare else [(args.mixed_precision,
+                                                                                   args.jit_compile)]
+    device = device_name()
+    print(f"training throughput on {device}; synthetic batches, {args.steps} timed steps after {args.warmup} "
+          "warm-up steps")
+    header = (f"{'model':<16} {'size':>5} {'batch':>6} {'precision':<10} {'XLA':<4} {'images/s':>10} {'ms/step':>9}"
+              "  note")
+    print(header)
+    print("-" * len(header))
+    rows, table = [], []
+    common = dict(run=args.stamp, hardware=hardware_of(device, args.smoke), data=MEASURE_DATA, commit=git_commit())
+    for model_name in args.models:
+        for batch_size in args.batch_size:
+            for mixed, xla in variants:
+                row = measure(model_name, args.image_size, batch_size, args.steps, args.warmup, mixed, xla)
+                rows.append(row | dict(device=device))
+                speed = "-" if row["images_per_s"] is None else f"{row['images_per_s']:.1f}"
+                step = "-" if row["step_ms"] is None else f"{row['step_ms']:.1f}"
+                print(f"{model_name:<16} {args.image_size:>5} {batch_size:>6} {'mixed' if mixed else 'float32':<10} "
+                      f"{'yes' if xla else 'no':<4} {speed:>10} {step:>9}  {row['note']}", flush=True)
+                steps = f"{args.steps} timed steps after {args.warmup} warm-up steps, {step} ms per step"
+                table.append(common | dict(
+                    model=model_name, image_size=args.image_size, batch=batch_size, images_per_s=row["images_per_s"],
+                    variant=f"model.fit, {'mixed precision' if mixed else 'float32'}{' + XLA' if xla else ''}",
+                    load_1min=load(), note="; ".join(n for n in (steps, row["note"]) if n)))
+    if args.json:
+        with open(args.json, "w") as handle: json.dump(rows, handle, indent=2)
+    print(f"rows appended to {append_rows(out, table, COLUMNS)}")
     return 0
 
 
@@ -269,12 +339,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["ResNetRS50"], help="registry names. Defaults to ResNetRS50.")
     parser.add_argument("--image-size", type=int, default=224, help="input side in pixels. Defaults to 224.")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[40], help="one or more batch sizes. Defaults to 40.")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[40],
+                        help="one or more batch sizes. Defaults to 40.")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps. Defaults to 20.")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing, compilation). Defaults to 3.")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed steps first (tracing, compilation). Defaults to 3.")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (float32 variables)")
     parser.add_argument("--jit-compile", action="store_true", help="compile the training step with XLA")
-    parser.add_argument("--compare", action="store_true", help="run float32, mixed precision, and mixed precision + XLA")
+    parser.add_argument("--compare", action="store_true",
+                        help="run float32, mixed precision, and mixed precision + XLA")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--versus-plain", action="store_true", help="time bloodcancer.train.train vs a plain model.fit")
     parser.add_argument("--data", default=None, help="--versus-plain: cells to train on; 'synthetic' for synthetic. "
@@ -285,33 +358,27 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42, help="--versus-plain: seed of split and runs. Defaults to 42.")
     parser.add_argument("--diagnose", action="store_true", help="--versus-plain: plain runs with each of train()'s "
                         "callbacks too")
-    parser.add_argument("--out", default=None, help="--versus-plain, --callback-costs: CSV to append to. Defaults to "
+    parser.add_argument("--out", default=None, help="CSV to append to. Defaults to "
                         "benchmarks/results/train_throughput-<hardware>.csv")
     parser.add_argument("--callback-costs", action="store_true", help="time each of train()'s standard callbacks "
                         "alone, per epoch")
+    parser.add_argument("--smoke", action="store_true", help=f"check the script in seconds: the throughput, "
+                        f"--callback-costs and --versus-plain --diagnose at {SMOKE} on tiny synthetic cells (unless "
+                        "--data); rows to --out or a temporary folder")
     args = parser.parse_args(argv)
-    if args.versus_plain: return versus_plain(args)
-    if args.callback_costs: return callback_costs(args)
-
-    variants = [(False, False), (True, False), (True, True)] if args.compare else [(args.mixed_precision, args.jit_compile)]
-    device = device_name()
-    print(f"training throughput on {device}; synthetic batches, {args.steps} timed steps after {args.warmup} warm-up steps")
-    header = f"{'model':<16} {'size':>5} {'batch':>6} {'precision':<10} {'XLA':<4} {'images/s':>10} {'ms/step':>9}  note"
-    print(header)
-    print("-" * len(header))
-    rows = []
-    for model_name in args.models:
-        for batch_size in args.batch_size:
-            for mixed, xla in variants:
-                row = measure(model_name, args.image_size, batch_size, args.steps, args.warmup, mixed, xla) | dict(device=device)
-                rows.append(row)
-                speed = "-" if row["images_per_s"] is None else f"{row['images_per_s']:.1f}"
-                step = "-" if row["step_ms"] is None else f"{row['step_ms']:.1f}"
-                print(f"{model_name:<16} {args.image_size:>5} {batch_size:>6} {'mixed' if mixed else 'float32':<10} "
-                      f"{'yes' if xla else 'no':<4} {speed:>10} {step:>9}  {row['note']}", flush=True)
-    if args.json:
-        with open(args.json, "w") as handle: json.dump(rows, handle, indent=2)
-    return 0
+    if args.smoke:  # smoke sizes, unless given
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+    args.stamp = run_stamp()  # one run: every row carries the time it started
+    out = output_csv("train_throughput", hardware_of(device_name(), args.smoke), args.out, args.smoke)
+    if args.smoke:
+        throughput(args, out)
+        callback_costs(args, out)
+        args.diagnose = True
+        return versus_plain(args, out)
+    if args.versus_plain: return versus_plain(args, out)
+    if args.callback_costs: return callback_costs(args, out)
+    return throughput(args, out)
 
 
 if __name__ == "__main__":

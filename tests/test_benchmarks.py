@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT/"benchmarks"/"results"
 sys.path.insert(0, str(ROOT/"benchmarks"))
 
 
@@ -77,11 +78,19 @@ def test_targets_are_ratios_of_the_recorded_figures(smoke_rows):
 
 
 def test_hardware_names_and_results_files():
-    from _common import hardware_slug, results_file
+    import tempfile
+    from _common import hardware_slug, output_csv, results_file
     assert hardware_slug("NVIDIA H200") == "nvidia-h200"
     assert hardware_slug("NVIDIA H100 80GB HBM3", gpus=2) == "2x-nvidia-h100-80gb-hbm3"
     assert hardware_slug(None) == f"cpu-{os.cpu_count()}cores"
     assert results_file("gpu_check", "nvidia-h200") == ROOT/"benchmarks"/"results"/"gpu_check-nvidia-h200.csv"
+    # --smoke never writes to benchmarks/results: --out, else a new temporary folder
+    smoke = output_csv("input_pipeline", "cpu-2cores-smoke", None, smoke=True)
+    assert smoke.name == "input_pipeline-cpu-2cores-smoke.csv" and smoke.parent.is_dir()
+    assert smoke.parent.parent == Path(tempfile.gettempdir()) and smoke.parent != RESULTS
+    smoke.parent.rmdir()
+    assert output_csv("input_pipeline", "cpu-2cores", "x/y.csv", smoke=True) == Path("x/y.csv")
+    assert output_csv("input_pipeline", "cpu-2cores", None, smoke=False) == RESULTS/"input_pipeline-cpu-2cores.csv"
 
 
 def test_missing_cells_are_explained(tmp_path):
