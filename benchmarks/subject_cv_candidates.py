@@ -9,7 +9,7 @@ keyed by candidate, model, size and epochs, so a screen at another setting (e.g.
 patients nobody here has.
 
 Usage: python benchmarks/subject_cv_candidates.py [--only NAME ...] [--model AlexNet] [--image-size 64] [--epochs 10]
-       [--folds 3] [--outputs DIR] [--data PATH] [--seed 42] [--list]
+       [--folds 3] [--outputs DIR] [--data PATH] [--seed 42] [--list] [--smoke]
 """
 from __future__ import annotations
 
@@ -59,8 +59,11 @@ def parse_args(argv=None):
     parser.add_argument("--outputs", default=str(Path(tempfile.gettempdir())/"bloodcancer-subject-cv-candidates"))
     parser.add_argument("--out", default=None, help="CSV (default: benchmarks/results/subject_cv-candidates-<hardware>.csv)")
     parser.add_argument("--list", action="store_true", help="Print the candidates and exit")
+    parser.add_argument("--smoke", action="store_true", help="Tiny synthetic data, AlexNet, 32 px, 2 epochs: seconds; "
+                        "the CSV goes to the outputs folder, never to benchmarks/results/")
     args = parser.parse_args(argv)
-    args.smoke = False
+    if args.smoke:
+        args.model, args.image_size, args.epochs, args.batch_size, args.n_boot = "AlexNet", 32, 2, 8, 200
     return args
 
 
@@ -75,7 +78,9 @@ def main(argv=None):
     if unknown: sys.exit(f"--only {' '.join(unknown)}: unknown; the candidates are {', '.join(CANDIDATES)}")
     data, source = data_folder(args)
     base = base_config(args, data).replace(recipe="paper")
-    out = Path(args.out) if args.out else ROOT/"benchmarks"/"results"/f"subject_cv-candidates-{hardware()}.csv"
+    folder = Path(args.outputs) if args.smoke else ROOT/"benchmarks"/"results"
+    default = folder/f"subject_cv-candidates-{hardware()}.csv"
+    out = Path(args.out) if args.out else default
     key = ["name", "model", "image_size", "epochs", "folds", "seed"]
     for name in names:
         print(f"== candidate {name}: {CANDIDATES[name] or 'the paper recipe'} ==", flush=True)

@@ -38,7 +38,8 @@ def test_smoke_writes_one_row_per_recipe_with_pooled_metrics(smoke):
     for metric in ("weighted_f1", "balanced_accuracy", "roc_auc", "subject_accuracy"):
         assert {metric, f"{metric}_low", f"{metric}_high", f"{metric}_fold_mean", f"{metric}_fold_sd"} <= set(table)
         assert table[metric].between(0, 1).all()
-        assert (table[f"{metric}_low"] <= table[metric] + 1e-9).all() and (table[metric] <= table[f"{metric}_high"] + 1e-9).all()
+        assert (table[f"{metric}_low"] <= table[metric] + 1e-9).all()
+        assert (table[metric] <= table[f"{metric}_high"] + 1e-9).all()
     assert {"hardware", "train_s", "best_epochs", "model", "image_size", "epochs", "folds", "data"} <= set(table)
     # Every labelled training-fold cell of the tiny data set (6 patients x 8 cells) scored once, out-of-fold
     assert table["n_images"].tolist() == [48, 48] and table["n_subjects"].tolist() == [6, 6]
@@ -74,3 +75,19 @@ def test_missing_data_is_one_clear_line(tmp_path):
     done = run_script("--data", tmp_path/"nowhere", "--outputs", tmp_path/"runs")
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "nowhere: no such folder" in done.stderr
+
+
+def test_candidate_screen_smoke_writes_one_row_per_candidate(tmp_path):
+    "The screen behind the robust recipe: each candidate is the paper recipe plus its changes, one row each."
+    script = ROOT/"benchmarks"/"subject_cv_candidates.py"
+    env = os.environ | {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, str(script), "--smoke", "--only", "paper", "stain+brightness",
+                           "--outputs", str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = list(tmp_path.glob("subject_cv-candidates-*.csv"))
+    assert len(written) == 1, "with --smoke the CSV goes to the outputs folder, never to benchmarks/results/"
+    table = pd.read_csv(written[0]).set_index("name")
+    assert list(table.index) == ["paper", "stain+brightness"]
+    assert table.loc["stain+brightness", "augmentations"] == "paper,stain,brightness"
+    assert table.loc["paper", "augmentations"] == "paper" and table["data"].str.contains("SYNTHETIC").all()
+    assert table["weighted_f1"].between(0, 1).all() and table["n_images"].eq(48).all()
