@@ -50,7 +50,8 @@ def parse_args(argv=None):
                         help="Folder of the runs (outside the repository)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--n-boot", type=int, default=1000, help="Subject-bootstrap replicates of the intervals")
-    parser.add_argument("--out", default=None, help="CSV to write (default: benchmarks/results/subject_cv-<hardware>.csv"
+    parser.add_argument("--out", default=None,
+                        help="CSV to write (default: benchmarks/results/subject_cv-<hardware>.csv"
                         "; with --smoke: <outputs>/subject_cv-smoke-<hardware>.csv)")
     parser.add_argument("--smoke", action="store_true", help="Tiny synthetic data, AlexNet, 32 px, 2 epochs: seconds")
     args = parser.parse_args(argv)

@@ -3,10 +3,10 @@
 Each candidate is the paper recipe with some settings changed (`CANDIDATES`: augmentations, the validation monitor,
 label smoothing, the learning-rate schedule). Each is cross-validated exactly as `benchmarks/subject_cv.py` does
 (same code: `train_folds`, pooled out-of-fold `evaluate_folds`), by default cheaply: AlexNet at 64 px, 10 epochs,
-3 subject folds, from scratch. Rows are added to (or replaced in) benchmarks/results/subject_cv-candidates-<hardware>.csv,
-keyed by candidate, model, size and epochs, so a screen at another setting (e.g. the benchmark's own, EfficientNetB0
-96 px 12 epochs) adds its rows beside the cheap ones. Only development cells are used: the recipe is judged later on
-patients nobody here has.
+3 subject folds, from scratch. Rows are added to (or replaced in)
+benchmarks/results/subject_cv-candidates-<hardware>.csv, keyed by candidate, model, size and epochs, so a screen at
+another setting (e.g. the benchmark's own, EfficientNetB0 96 px 12 epochs) adds its rows beside the cheap ones. Only
+development cells are used: the recipe is judged later on patients nobody here has.
 
 Usage: python benchmarks/subject_cv_candidates.py [--only NAME ...] [--model AlexNet] [--image-size 64] [--epochs 10]
        [--folds 3] [--outputs DIR] [--data PATH] [--seed 42] [--list] [--smoke]
@@ -46,7 +46,8 @@ CANDIDATES = { # name -> settings changed from the paper recipe (the other recip
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="+", default=None, help=f"Candidates to run (default: all): {', '.join(CANDIDATES)}")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help=f"Candidates to run (default: all): {', '.join(CANDIDATES)}")
     parser.add_argument("--data", default=None, help="Cells (default: the real development cells)")
     parser.add_argument("--model", default="AlexNet")
     parser.add_argument("--image-size", type=int, default=64)
@@ -57,7 +58,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--outputs", default=str(Path(tempfile.gettempdir())/"bloodcancer-subject-cv-candidates"))
-    parser.add_argument("--out", default=None, help="CSV (default: benchmarks/results/subject_cv-candidates-<hardware>.csv)")
+    parser.add_argument("--out", default=None,
+                        help="CSV (default: benchmarks/results/subject_cv-candidates-<hardware>.csv)")
     parser.add_argument("--list", action="store_true", help="Print the candidates and exit")
     parser.add_argument("--smoke", action="store_true", help="Tiny synthetic data, AlexNet, 32 px, 2 epochs: seconds; "
                         "the CSV goes to the outputs folder, never to benchmarks/results/")

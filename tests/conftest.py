@@ -43,7 +43,8 @@ def synthetic_cnmc(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(synthetic_cnmc, tmp_path_factory) -> Path:
-    "A complete run folder of the run folder contract: AlexNet trained on `synthetic_cnmc` at 32 pixels for 2 epochs, random start."
+    """A complete run folder of the run folder contract: AlexNet trained on `synthetic_cnmc` at 32 pixels for 2 epochs,
+    random start."""
     from bloodcancer.train import train
     return train(model="AlexNet", data=synthetic_cnmc, image_size=32, epochs=2, weights=None,
                  outputs=tmp_path_factory.mktemp("tiny-run"), verbose=0)

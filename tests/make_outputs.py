@@ -77,9 +77,11 @@ def regenerate(path: Path):
             cell.execution_count = None
     without_local_paths(stored)
     leaks = local_paths(stored)
-    if leaks: sys.exit(f"{path.name}: outputs show local paths; print them relative or replaced:\n" + "\n".join(leaks[:10]))
+    if leaks:
+        sys.exit(f"{path.name}: outputs show local paths; print them relative or replaced:\n" + "\n".join(leaks[:10]))
     write_nb(stored, path)
-    print(f"{path.name}: {sum(bool(c.get('outputs')) for c in stored.cells if c.cell_type == 'code')} cells with output")
+    with_output = sum(bool(c.get('outputs')) for c in stored.cells if c.cell_type == 'code')
+    print(f"{path.name}: {with_output} cells with output")
 
 if __name__ == "__main__":
     os.environ["IN_TEST"] = "1"  # examples mode, as nbdev_test declares it

@@ -46,7 +46,8 @@ def test_each_metric_matches_scikit_learn(seed, threshold):
     expected = dict(accuracy=skm.accuracy_score(y, called), precision=skm.precision_score(y, called),
                     recall=skm.recall_score(y, called), specificity=skm.recall_score(y, called, pos_label=0),
                     f1=skm.f1_score(y, called), f1_hem=skm.f1_score(y, called, pos_label=0),
-                    macro_f1=skm.f1_score(y, called, average="macro"), weighted_f1=skm.f1_score(y, called, average="weighted"),
+                    macro_f1=skm.f1_score(y, called, average="macro"),
+                    weighted_f1=skm.f1_score(y, called, average="weighted"),
                     balanced_accuracy=skm.balanced_accuracy_score(y, called), roc_auc=skm.roc_auc_score(y, prob))
     mine = compute_metrics(np.where(y == 1, "all", "hem"), prob, threshold)
     assert set(expected) == set(METRICS)
@@ -71,7 +72,7 @@ def test_bootstrap_covers_the_known_value_and_resamples_subjects():
     by_image = bootstrap_intervals(labels, prob, None, n_boot=1000, seed=1)
     assert by_image["unit"] == "image" and by_image["n_units"] == len(subjects)
     assert high - low > 1.5 * np.subtract(*by_image["intervals"]["accuracy"][::-1])
-    # a replicate draws whole subjects: all cells of a subject get the same weight, and classes keep their subject counts
+    # a replicate draws whole subjects: all cells of a subject get the same weight; classes keep their subject counts
     weights = resample_weights(subjects, 50, seed=0, strata=labels)
     assert pd.DataFrame(weights.T).groupby(subjects).nunique().to_numpy().max() == 1
     per_subject = weights[:, ::cells]
@@ -98,7 +99,8 @@ def test_figures_carry_titles_and_labels_and_are_written(tmp_path, synthetic_cnm
     cells = index_dataset(synthetic_cnmc)
     cells = cells[cells["label"].ne("")].groupby("label").head(10)
     rng = np.random.default_rng(0)
-    predictions = cells[["path", "subject", "label"]].assign(probability=np.clip(cells["label"].eq("all") * 0.5 + rng.random(len(cells)) * 0.6, 0, 1))
+    probability = np.clip(cells["label"].eq("all") * 0.5 + rng.random(len(cells)) * 0.6, 0, 1)
+    predictions = cells[["path", "subject", "label"]].assign(probability=probability)
     counts = compute_metrics(predictions["label"], predictions["probability"])
     fig = plot_confusion(counts, "Confusion matrix, X\nSYNTHETIC cells (not C-NMC)")
     assert fig._suptitle.get_text().startswith("Confusion matrix, X") and "SYNTHETIC" in fig._suptitle.get_text()
@@ -106,21 +108,28 @@ def test_figures_carry_titles_and_labels_and_are_written(tmp_path, synthetic_cnm
         ("Counts", "Predicted label", "True label"), ("Normalised by true class", "Predicted label", "True label")]
     fig = plot_roc(predictions["label"], predictions["probability"], "ROC, X")
     assert fig.axes[0].get_title() == "ROC, X" and fig.axes[0].get_xlabel().startswith("False positive rate")
-    fig = plot_examples(predictions.assign(prediction=np.where(predictions["probability"] >= 0.5, "all", "hem")), "Examples, X")
-    assert fig._suptitle.get_text() == "Examples, X" and [ax.get_ylabel() for ax in fig.axes[::6]] == ["correct", "wrong"]
+    called = predictions.assign(prediction=np.where(predictions["probability"] >= 0.5, "all", "hem"))
+    fig = plot_examples(called, "Examples, X")
+    assert fig._suptitle.get_text() == "Examples, X"
+    assert [ax.get_ylabel() for ax in fig.axes[::6]] == ["correct", "wrong"]
 
-    metrics = evaluate_predictions(predictions, tmp_path/"eval", model="X", dataset="synthetic", split="subject", n_boot=100)
-    for name in ("predictions.csv", "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png", "examples.png"):
+    metrics = evaluate_predictions(predictions, tmp_path/"eval", model="X", dataset="synthetic", split="subject",
+                                   n_boot=100)
+    for name in ("predictions.csv", "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png",
+                 "examples.png"):
         assert (tmp_path/"eval"/name).stat().st_size > 0, name
-    assert metrics["data_description"].startswith("SYNTHETIC cells (not C-NMC)") and "subject split" in metrics["data_description"]
+    assert metrics["data_description"].startswith("SYNTHETIC cells (not C-NMC)")
+    assert "subject split" in metrics["data_description"]
     assert json.loads((tmp_path/"eval"/"metrics.json").read_text())["accuracy"] == pytest.approx(metrics["accuracy"])
 
-    made_up = pd.DataFrame([dict(run="", model=m, dataset="synthetic", split="paper", created="", learning_rate=1e-3, batch_size=40,
-                                 image_size=224, accuracy=90.0, accuracy_low=85.0, accuracy_high=95.0, recall=80.0, f1=85.0,
-                                 recall_low=1, recall_high=1, f1_low=1, f1_high=1, n_images=10) for m in ("VGG19", "AlexNet")])
+    made_up = pd.DataFrame([dict(run="", model=m, dataset="synthetic", split="paper", created="", learning_rate=1e-3,
+                                 batch_size=40, image_size=224, accuracy=90.0, accuracy_low=85.0, accuracy_high=95.0,
+                                 recall=80.0, f1=85.0, recall_low=1, recall_high=1, f1_low=1, f1_high=1, n_images=10)
+                            for m in ("VGG19", "AlexNet")])
     table = table1(made_up, "synthetic")
     fig = plot_accuracy(table)
-    assert fig.axes[0].get_title().startswith("Fig. 12 reproduced") and "SYNTHETIC cells (not C-NMC)" in fig.axes[0].get_title()
+    assert fig.axes[0].get_title().startswith("Fig. 12 reproduced")
+    assert "SYNTHETIC cells (not C-NMC)" in fig.axes[0].get_title()
     assert fig.axes[0].get_ylabel() == "Accuracy (%)"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(PAPER_TABLE1)
     fig = plot_metrics(table)
@@ -134,7 +143,8 @@ def test_figures_carry_titles_and_labels_and_are_written(tmp_path, synthetic_cnm
 def test_table1_pairs_every_model_with_its_own_paper_numbers():
     registry = list(PAPER_ROWS)
     made_up = pd.DataFrame([dict(run=f"/r/{m}", model=m, dataset="C-NMC", split="paper", created="", learning_rate=1e-3,
-                                 batch_size=40, image_size=224, accuracy=50.0 + i, recall=60.0 + i, f1=70.0 + i, n_images=1,
+                                 batch_size=40, image_size=224, accuracy=50.0 + i, recall=60.0 + i, f1=70.0 + i,
+                                 n_images=1,
                                  **{f"{k}_{s}": 0.0 for k in ("accuracy", "recall", "f1") for s in ("low", "high")})
                             for i, m in enumerate(registry)])
     table = table1(made_up.sample(frac=1, random_state=0), "C-NMC")  # the order of the runs must not matter
@@ -173,8 +183,10 @@ def test_evaluating_a_folder_with_bad_files_reports_them_and_scores_the_rest(tin
     assert sorted(evaluation.problems["reason"]) == ["empty file", "not an image", "truncated or corrupt"]
     metrics = json.loads((evaluation.folder/"metrics.json").read_text())
     assert metrics["n_images"] == len(test) == len(evaluation.predictions) and metrics["n_problems"] == 3
-    assert sorted(Path(p["path"]).name for p in metrics["problems"]) == ["UID_90_1_1_all.bmp", "UID_H90_1_1_hem.bmp", "UID_H91_1_1_hem.png"]
-    assert metrics["dataset"] == "synthetic" and metrics["data_name"] == "new-cells" and metrics["overlap"]["images_seen_in_training"] == 0
+    assert sorted(Path(p["path"]).name for p in metrics["problems"]) == [
+        "UID_90_1_1_all.bmp", "UID_H90_1_1_hem.bmp", "UID_H91_1_1_hem.png"]
+    assert metrics["dataset"] == "synthetic" and metrics["data_name"] == "new-cells"
+    assert metrics["overlap"]["images_seen_in_training"] == 0
     assert "folder 'new-cells'" in repr(evaluation) and "3 files left out" in repr(evaluation)
 
 
@@ -187,11 +199,13 @@ def test_evaluate_run_explains_what_is_missing(tiny_outputs, tmp_path):
     moved = tmp_path/"moved"
     shutil.copytree(runs["paper"], moved, ignore=shutil.ignore_patterns("eval"))
     split = load_split(moved)
-    split.assign(path=split["path"].str.replace(str(Path(split["path"].iloc[0]).parents[4]), "/elsewhere")).to_csv(moved/"split.csv", index=False)
+    data_folder = str(Path(split["path"].iloc[0]).parents[4])
+    split.assign(path=split["path"].str.replace(data_folder, "/elsewhere")).to_csv(moved/"split.csv", index=False)
     with pytest.raises(FileNotFoundError, match="are not on this machine"): evaluate_run(moved)
     (tmp_path/"unlabelled").mkdir()
     shutil.copy(load_split(runs["paper"])["path"].iloc[0], tmp_path/"unlabelled")
-    with pytest.raises(ValueError, match="no labelled image"): evaluate_run(runs["paper"], tmp_path/"unlabelled", figures=False)
+    with pytest.raises(ValueError, match="no labelled image"):
+        evaluate_run(runs["paper"], tmp_path/"unlabelled", figures=False)
 
 
 def test_papermill_runs_04_then_05_on_tiny_synthetic_runs(tiny_outputs, tmp_path):
@@ -201,10 +215,12 @@ def test_papermill_runs_04_then_05_on_tiny_synthetic_runs(tiny_outputs, tmp_path
     pm.execute_notebook(str(ROOT/"nbs"/"04_evaluate.ipynb"), str(tmp_path/"04.ipynb"),
                         parameters=dict(run=str(runs["paper"]), n_boot=200), **kwargs)
     test_eval = runs["paper"]/"eval"/"test"
-    for name in ("predictions.csv", "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png", "examples.png"):
+    for name in ("predictions.csv", "metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png",
+                 "examples.png"):
         assert (test_eval/name).stat().st_size > 0, name
     metrics = json.loads((test_eval/"metrics.json").read_text())
-    assert (metrics["dataset"], metrics["split"], metrics["data_name"], metrics["model"]) == ("synthetic", "paper", "test", "AlexNet")
+    described = (metrics["dataset"], metrics["split"], metrics["data_name"], metrics["model"])
+    assert described == ("synthetic", "paper", "test", "AlexNet")
     assert metrics["bootstrap"]["unit"] == "subject" and metrics["n_subjects"] > 1
     split = load_split(runs["paper"])
     assert metrics["n_images"] == int(split["split"].eq("test").sum())
@@ -216,7 +232,8 @@ def test_papermill_runs_04_then_05_on_tiny_synthetic_runs(tiny_outputs, tmp_path
     for name in ("table1.csv", "table1.md", "table1.tex", "fig12_accuracy.png", "fig13_metrics.png", "leakage.csv",
                  "leakage.md", "leakage.png", "mcnemar.json"):
         assert (report/name).stat().st_size > 0, name
-    assert (runs["subject"]/"eval"/"test"/"metrics.json").is_file() and (runs["other"]/"eval"/"test"/"metrics.json").is_file()
+    assert (runs["subject"]/"eval"/"test"/"metrics.json").is_file()
+    assert (runs["other"]/"eval"/"test"/"metrics.json").is_file()
     table = pd.read_csv(report/"table1.csv").fillna({"model": ""}).set_index("Algorithm")
     assert table.loc["AlexNet", "ours_accuracy"] == pytest.approx(100 * metrics["accuracy"])
     assert table.loc["EfficientNet", "model"] == "EfficientNetB0" and table.loc["ResNetRS50", "model"] == ""
@@ -224,10 +241,12 @@ def test_papermill_runs_04_then_05_on_tiny_synthetic_runs(tiny_outputs, tmp_path
     assert "SYNTHETIC cells (not C-NMC)" in (report/"table1.md").read_text()
     leakage = pd.read_csv(report/"leakage.csv")
     assert leakage["model"].tolist() == ["AlexNet"]
-    assert leakage["accuracy_gap"].iloc[0] == pytest.approx(leakage["paper_accuracy"].iloc[0] - leakage["subject_accuracy"].iloc[0])
+    gap = leakage["paper_accuracy"].iloc[0] - leakage["subject_accuracy"].iloc[0]
+    assert leakage["accuracy_gap"].iloc[0] == pytest.approx(gap)
     mc = json.loads((report/"mcnemar.json").read_text())
     paper_test = next(t for t in mc if t["split"] == "paper")
-    assert {paper_test["model_a"], paper_test["model_b"]} == {"AlexNet", "EfficientNetB0"} and 0 <= paper_test["p_value"] <= 1
+    assert {paper_test["model_a"], paper_test["model_b"]} == {"AlexNet", "EfficientNetB0"}
+    assert 0 <= paper_test["p_value"] <= 1
     assert (outputs/"report"/"report.md").read_text().count("SYNTHETIC") >= 3
 
 

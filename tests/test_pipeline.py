@@ -1,4 +1,5 @@
-"""`bloodcancer reproduce` end to end on the demo profile: it finishes, resumes after a kill, and reports a failing model."""
+"""`bloodcancer reproduce` end to end on the demo profile: it finishes, resumes after a kill, and reports a failing
+model."""
 import json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 
@@ -11,7 +12,8 @@ BLOODCANCER = str(Path(sys.executable).with_name("bloodcancer"))
 def reproduce(tmp_path, *args, **popen):
     env = dict(os.environ, BLOODCANCER_DATA=str(tmp_path/"data"), BLOODCANCER_OUTPUTS=str(tmp_path/"outputs"))
     return subprocess.Popen([BLOODCANCER, "reproduce", "--profile", "demo", *args], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            **popen)
 
 
 def wait_for_step(state_file: Path, key: str, process, timeout=400):
@@ -33,7 +35,8 @@ def test_demo_resumes_after_kill_writes_table_and_figures_and_reports_failures(t
     wait_for_step(run/"pipeline.json", "03_train-paper-AlexNet", first)
     os.killpg(first.pid, signal.SIGKILL)  # the pipeline and its notebook kernel, mid-way
     first.wait(timeout=30)
-    done_before = {k for k, v in json.loads((run/"pipeline.json").read_text())["steps"].items() if v["status"] == "done"}
+    steps_before = json.loads((run/"pipeline.json").read_text())["steps"]
+    done_before = {k for k, v in steps_before.items() if v["status"] == "done"}
 
     time.sleep(3)  # the orphaned kernel notices its parent is gone and exits, releasing its run folder
     second = reproduce(tmp_path, "--models", "AlexNet,EfficientNetB0")
@@ -83,5 +86,6 @@ def test_demo_resumes_after_kill_writes_table_and_figures_and_reports_failures(t
     assert steps["03_train-paper-EfficientNetB0"]["status"] == "failed", steps
     assert "does not fit EfficientNetB0" in steps["03_train-paper-EfficientNetB0"]["error"]
     assert steps["04_evaluate-paper-EfficientNetB0"]["status"] == "skipped"
-    assert all(steps[k]["status"] == "done" for k in ("03_train-paper-AlexNet", "04_evaluate-paper-AlexNet", "05_figures"))
+    for key in ("03_train-paper-AlexNet", "04_evaluate-paper-AlexNet", "05_figures"):
+        assert steps[key]["status"] == "done", key
     assert "FAILED 03_train-paper-EfficientNetB0" in output

@@ -203,8 +203,10 @@ def test_every_accepted_format_decodes_alike(real_cells, tmp_path):
     for name, image in variants.items(): image.save(tmp_path/name)
     frame = pd.DataFrame({"path": [str(tmp_path/name) for name in variants]})
     decoders = dict(zip(variants, check_readable(frame)["decoder"]))
-    assert decoders["cell.png"] == "tensorflow" and decoders["palette.bmp"] == "opencv" and decoders["cell.jpg"] == "opencv"
-    images = np.concatenate([x.numpy() for x in make_dataset(frame, "ResNetRS50", image_size=48, labels=False, denoise="none")])
+    assert decoders["cell.png"] == "tensorflow"
+    assert decoders["palette.bmp"] == "opencv" and decoders["cell.jpg"] == "opencv"
+    dataset = make_dataset(frame, "ResNetRS50", image_size=48, labels=False, denoise="none")
+    images = np.concatenate([x.numpy() for x in dataset])
     for image, name in zip(images, variants):
         expected = preprocess_image(load_image(tmp_path/name), 48, denoise="none")
         assert np.abs(image - expected).max() <= 1, name
@@ -226,8 +228,8 @@ def test_file_cache_is_keyed_by_settings_and_survives_a_killed_run(real_cells, t
     for leftover in other.iterdir(): leftover.unlink()
     (other/f"{cache_name}_0.lockfile").write_text("")
     (other/f"{cache_name}_0.data-00000-of-00001.tempstate123").write_text("")
-    np.testing.assert_array_equal(batches(make_dataset(frame.head(2), "ResNetRS50", image_size=SIZE, cache=str(other)))[0],
-                                  first[:2])
+    resumed, _ = batches(make_dataset(frame.head(2), "ResNetRS50", image_size=SIZE, cache=str(other)))
+    np.testing.assert_array_equal(resumed, first[:2])
 
 
 def test_class_weights_from_the_training_split(synthetic_index):

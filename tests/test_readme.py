@@ -6,7 +6,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_is_rendered_from_index_notebook():
-    result = subprocess.run([sys.executable, str(ROOT/"tests"/"make_readme.py"), "--check"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(ROOT/"tests"/"make_readme.py"), "--check"],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
@@ -14,8 +15,9 @@ def test_readme_has_exactly_the_two_commands():
     readme = (ROOT/"README.md").read_text()
     two = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```sh\n(.*?)\n```", two, re.S)
-    assert commands == ['python3 -m venv .venv && .venv/bin/pip install -e ".[dev]" && .venv/bin/bloodcancer reproduce --profile auto',
-                        "bash tests/run.sh"]
+    install_and_reproduce = ('python3 -m venv .venv && .venv/bin/pip install -e ".[dev]"'
+                             ' && .venv/bin/bloodcancer reproduce --profile auto')
+    assert commands == [install_and_reproduce, "bash tests/run.sh"]
     assert "bash tests/run.sh" in (ROOT/".ci"/"run").read_text()
     assert "bash tests/run.sh" in (ROOT/".github"/"workflows"/"test.yaml").read_text()
 

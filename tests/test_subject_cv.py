@@ -40,7 +40,8 @@ def test_folds_partition_the_patients_and_every_cell_is_scored_once(cv_run):
     scored = pooled.predictions["path"]
     assert scored.is_unique and set(scored) == set(labelled["path"])  # every cell scored once, out-of-fold
     metrics = pooled.metrics
-    assert (metrics["data_name"], metrics["split"], metrics["folds"], metrics["n_images"]) == ("oof", "subject", 3, len(labelled))
+    described = (metrics["data_name"], metrics["split"], metrics["folds"], metrics["n_images"])
+    assert described == ("oof", "subject", 3, len(labelled))
     assert len(metrics["per_fold"]) == 3 and set(metrics["fold_spread"]) >= {"accuracy", "roc_auc"}
     assert metrics["recipe"] == "robust" and metrics["bootstrap"]["unit"] == "subject"
     assert (folds[0].parent/"eval"/"oof"/"folds.csv").is_file()
@@ -56,7 +57,8 @@ def test_a_fold_records_its_recipe_resolved(cv_run):
 
 
 def test_subject_validation_holds_both_classes_when_the_data_allows(tmp_path):
-    data = make_synthetic_cnmc(tmp_path/"d", subjects_all=9, subjects_hem=9, cells_per_subject=15, image_size=48, seed=1)
+    data = make_synthetic_cnmc(tmp_path/"d", subjects_all=9, subjects_hem=9, cells_per_subject=15, image_size=48,
+                               seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # enough subjects of each class: no warning
         split = make_split(index_dataset(data), "subject", seed=3)
@@ -93,8 +95,8 @@ def test_training_with_a_split_file_uses_it_as_given(tmp_path):
     broken = given.drop(columns="subject")
     broken.to_csv(tmp_path/"broken.csv", index=False)
     with pytest.raises(ValueError, match="has no subject column"):
-        train(model="AlexNet", data=str(tiny_cnmc()), image_size=32, epochs=1, weights="none", outputs=str(tmp_path/"o2"),
-              split_file=str(tmp_path/"broken.csv"))
+        train(model="AlexNet", data=str(tiny_cnmc()), image_size=32, epochs=1, weights="none",
+              outputs=str(tmp_path/"o2"), split_file=str(tmp_path/"broken.csv"))
 
 
 def test_a_fold_needs_a_subject_split_and_a_fold_number():

@@ -23,8 +23,9 @@ ENV.pop("TF_CONFIG", None)
 @pytest.fixture(scope="module")
 def small_cnmc(tmp_path_factory) -> Path:
     "A small synthetic C-NMC (64-pixel cells) that the subprocesses below decode quickly."
-    return make_synthetic_cnmc(tmp_path_factory.mktemp("small-cnmc"), subjects_all=3, subjects_hem=3, cells_per_subject=6,
-                               prelim_subjects=(1, 1), prelim_cells_per_subject=2, final_cells=2, image_size=64, seed=0)
+    return make_synthetic_cnmc(tmp_path_factory.mktemp("small-cnmc"), subjects_all=3, subjects_hem=3,
+                               cells_per_subject=6, prelim_subjects=(1, 1), prelim_cells_per_subject=2, final_cells=2,
+                               image_size=64, seed=0)
 
 
 def tiny_arguments(data: Path, outputs: Path, **changes) -> dict:
@@ -33,7 +34,8 @@ def tiny_arguments(data: Path, outputs: Path, **changes) -> dict:
 
 
 def run_python(script: str, *args, env=None, timeout=240) -> subprocess.CompletedProcess:
-    found = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    found = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env or ENV, capture_output=True,
+                           text=True, timeout=timeout)
     assert found.returncode == 0, f"exit {found.returncode}\n{found.stdout[-3000:]}\n{found.stderr[-3000:]}"
     return found
 
@@ -66,7 +68,7 @@ def start_training(arguments: str, pause_at: str, cwd=ROOT) -> subprocess.Popen:
     raise AssertionError(f"the training ended before its pause (exit {process.wait()})")
 
 
-# --- the run folder, from papermill ------------------------------------------------------------------------------------
+# --- the run folder, from papermill -----------------------------------------------------------------------------------
 
 def test_papermill_run_writes_every_artefact(small_cnmc, tmp_path):
     outputs = tmp_path/"outputs"
@@ -78,20 +80,23 @@ def test_papermill_run_writes_every_artefact(small_cnmc, tmp_path):
     found = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert found.returncode == 0, found.stderr[-4000:]
     run = outputs/"synthetic-paper-seed3"/"AlexNet"
-    for name in ("config.json", "model.keras", "checkpoints/best.weights.h5", "history.csv", "split.csv", "leakage.json",
-                 "training_curves.png", "notebook.ipynb", "logs"):
+    for name in ("config.json", "model.keras", "checkpoints/best.weights.h5", "history.csv", "split.csv",
+                 "leakage.json", "training_curves.png", "notebook.ipynb", "logs"):
         assert (run/name).exists(), name
     assert not (run/"backup").exists()
     config = json.loads((run/"config.json").read_text())
-    assert (config["status"], config["epochs_completed"], config["model"], config["image_size"]) == ("complete", 2, "AlexNet", 32)
+    described = (config["status"], config["epochs_completed"], config["model"], config["image_size"])
+    assert described == ("complete", 2, "AlexNet", 32)
     assert (config["weights"], config["dataset"], config["split"], config["seed"]) == (None, "synthetic", "paper", 3)
-    for key in ("data_fingerprint", "versions", "paper_config", "created", "input_scaling", "class_names", "git_commit"):
+    for key in ("data_fingerprint", "versions", "paper_config", "created", "input_scaling", "class_names",
+                "git_commit"):
         assert key in config, key
     history = pd.read_csv(run/"history.csv")
     assert history["epoch"].tolist() == [0, 1] and history["steps"].nunique() == 1 and history["steps"].iloc[0] > 0
     executed = json.loads((run/"notebook.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["model"] == "AlexNet"
-    assert not any(output.get("output_type") == "error" for cell in executed["cells"] for output in cell.get("outputs", []))
+    outputs_of_cells = [output for cell in executed["cells"] for output in cell.get("outputs", [])]
+    assert not any(output.get("output_type") == "error" for output in outputs_of_cells)
     # Only the run's own cells ran: no example, test or fixture output in the record.
     with_output = [cell for cell in executed["cells"] if cell["cell_type"] == "code" and cell.get("outputs")]
     assert with_output and all("#| run" in "".join(cell["source"]) for cell in with_output), \
@@ -161,7 +166,8 @@ print("RUN", train(**json.loads(sys.argv[1])))
 def test_mirrored_strategy_over_two_logical_cpus_trains(small_cnmc, tmp_path):
     run_python(MIRRORED, json.dumps(tiny_arguments(small_cnmc, tmp_path, epochs=1, strategy="mirrored")))
     config = json.loads((tmp_path/"synthetic-paper-seed0"/"AlexNet"/"config.json").read_text())
-    assert (config["status"], config["strategy_used"], config["replicas"], config["global_batch_size"]) == ("complete", "mirrored", 2, 16)
+    described = (config["status"], config["strategy_used"], config["replicas"], config["global_batch_size"])
+    assert described == ("complete", "mirrored", 2, 16)
 
 
 def free_ports(count: int) -> list[int]:
@@ -175,8 +181,10 @@ def free_ports(count: int) -> list[int]:
 def test_multiworker_strategy_with_two_workers_trains_one_epoch(small_cnmc, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     arguments = json.dumps(tiny_arguments(small_cnmc, tmp_path, epochs=1))  # strategy "auto" sees TF_CONFIG
-    workers = [subprocess.Popen([sys.executable, "-c", TRAIN, arguments], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=ENV | {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+    def worker_env(index: int) -> dict:
+        return ENV | {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+    workers = [subprocess.Popen([sys.executable, "-c", TRAIN, arguments], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=worker_env(i))
                for i in range(2)]
     try:
         logs = [worker.communicate(timeout=180)[0] for worker in workers]
@@ -185,4 +193,5 @@ def test_multiworker_strategy_with_two_workers_trains_one_epoch(small_cnmc, tmp_
             if worker.poll() is None: worker.kill()
     assert [worker.returncode for worker in workers] == [0, 0], "\n".join(log[-2000:] for log in logs)
     config = json.loads((tmp_path/"synthetic-paper-seed0"/"AlexNet"/"config.json").read_text())
-    assert (config["status"], config["strategy_used"], config["replicas"], config["epochs_completed"]) == ("complete", "multiworker", 2, 1)
+    described = (config["status"], config["strategy_used"], config["replicas"], config["epochs_completed"])
+    assert described == ("complete", "multiworker", 2, 1)
