@@ -90,6 +90,17 @@ def append_rows(path: str | Path, rows: list[dict], columns: list[str]) -> Path:
     return path
 
 
+def parse_with_smoke(parser, argv, smoke: dict, rows: str = "; rows to --out or a temporary folder"):
+    "Add `--smoke` to `parser` and parse `argv`: with it, `smoke` replaces the defaults it names (given options win)."
+    parser.add_argument("--smoke", action="store_true", help=f"check the script in seconds: tiny synthetic cells "
+                        f"(unless --data), {smoke}{rows}")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**smoke)
+        args = parser.parse_args(argv)
+    return args
+
+
 def smoke_cells() -> Path:
     "Tiny synthetic cells for `--smoke` (`bloodcancer.demo.tiny_cnmc`: 64-pixel cells, not C-NMC), cached."
     from bloodcancer.demo import tiny_cnmc

@@ -27,7 +27,7 @@ import pandas as pd
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT/"benchmarks"))
-from _common import smoke_cells  # noqa: E402
+from _common import parse_with_smoke, smoke_cells  # noqa: E402
 
 SMOKE = dict(image_size=32, batch_size=4, repeats=1)  # --smoke's defaults: seconds on any machine
 
@@ -41,12 +41,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="CSV to write. Defaults to benchmarks/results/augmentations.csv "
                         "(with --smoke: one in a temporary folder)")
-    parser.add_argument("--smoke", action="store_true", help=f"check the script in seconds: tiny synthetic cells "
-                        f"(unless --data), {SMOKE}")
-    args = parser.parse_args(argv)
-    if args.smoke:  # smoke sizes, unless given
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE, rows="")
     if args.out is None:
         folder = Path(tempfile.mkdtemp(prefix="augmentations-smoke-")) if args.smoke else ROOT/"benchmarks"/"results"
         args.out = str(folder/"augmentations.csv")

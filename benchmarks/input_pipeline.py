@@ -37,7 +37,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_rows, cells_folder, git_commit, load, output_csv, run_stamp, smoke_cells  # noqa: E402
+from _common import (append_rows, cells_folder, git_commit, load, output_csv, parse_with_smoke, run_stamp,  # noqa: E402
+                     smoke_cells)
 
 COLUMNS = ["run", "hardware", "data", "image_size", "batch", "method", "images", "images_per_s", "images_per_s_spread",
            "cpu_ms_per_image", "ratio", "target", "load_1min", "note", "commit"]
@@ -58,12 +59,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="ResNetRS50", help="Decides the input scaling only; no model is built")
     parser.add_argument("--out", default=None,
                         help="CSV to append to. Defaults to benchmarks/results/input_pipeline-<hardware>.csv")
-    parser.add_argument("--smoke", action="store_true", help=f"check the script in seconds: tiny synthetic cells "
-                        f"(unless --data), {SMOKE}; rows to --out or a temporary folder")
-    args = parser.parse_args(argv)
-    if args.smoke:  # smoke sizes, unless given
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     return args
 
 

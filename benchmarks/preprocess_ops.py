@@ -30,7 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_rows, cells_folder, git_commit, load, output_csv, run_stamp, smoke_cells  # noqa: E402
+from _common import (append_rows, cells_folder, git_commit, load, output_csv, parse_with_smoke, run_stamp,  # noqa: E402
+                     smoke_cells)
 
 COLUMNS = ["run", "hardware", "data", "operation", "images", "cpu_ms_per_image", "cpu_ms_spread", "wall_ms_per_image",
            "load_1min", "note", "commit"]
@@ -47,12 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=40, help="Images per batch of the augmentation")
     parser.add_argument("--out", default=None,
                         help="CSV to append to. Defaults to benchmarks/results/preprocess_ops-<hardware>.csv")
-    parser.add_argument("--smoke", action="store_true", help=f"check the script in seconds: tiny synthetic cells "
-                        f"(unless --data), {SMOKE}; rows to --out or a temporary folder")
-    args = parser.parse_args(argv)
-    if args.smoke:  # smoke sizes, unless given
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     return args
 
 

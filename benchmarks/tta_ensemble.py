@@ -41,8 +41,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT/"benchmarks"))
-from _common import (append_rows, cells_folder, git_commit, load, output_csv, run_stamp, smoke_cells,  # noqa: E402
-                     tensorflow_hardware)
+from _common import (append_rows, cells_folder, git_commit, load, output_csv, parse_with_smoke, run_stamp,  # noqa: E402
+                     smoke_cells, tensorflow_hardware)
 
 COLUMNS = ["run", "hardware", "data", "split", "model", "image_size", "batch", "epochs_max", "member", "tta",
            "epochs_trained", "test_cells", "f1_at_0_5", "f1_at_val_threshold", "auc", "val_threshold", "train_s",
@@ -69,12 +69,7 @@ def parse_args(argv=None):
                         help="Write the run folders here (default: a temporary folder, removed at the end)")
     parser.add_argument("--out", default=None,
                         help="CSV to append to. Defaults to benchmarks/results/tta_ensemble-<hardware>.csv")
-    parser.add_argument("--smoke", action="store_true", help=f"check the script in seconds: tiny synthetic cells "
-                        f"(unless --data), {SMOKE}; rows to --out or a temporary folder")
-    args = parser.parse_args(argv)
-    if args.smoke:  # smoke sizes, unless given
-        parser.set_defaults(**SMOKE)
-        args = parser.parse_args(argv)
+    args = parse_with_smoke(parser, argv, SMOKE)
     return args
 
 
