@@ -12,7 +12,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from .core import TrainConfig, UserError, docments_of, resolve_choices
+from .core import CNMC_IMAGE_SIZE, TrainConfig, UserError, docments_of, resolve_choices
 
 # %% auto #0
 __all__ = ['add_options', 'build_parser', 'main']
@@ -64,7 +64,7 @@ def _print_index(args) -> int:
     print(summarize_index(index))
     if args.validate:
         report = validate_images(index, tolerate=tuple(args.tolerate or ()),
-                                 expected_size=None if args.any_size else (450, 450))
+                                 expected_size=None if args.any_size else (CNMC_IMAGE_SIZE,) * 2)
         print(report.describe(limit=args.show))
         problems = dict(zip(report.problems["path"], report.problems["reason"]))
         index = index.assign(problem=index["path"].map(problems).fillna(index["problem"]))
@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("path", help="a C-NMC download (Kaggle or TCIA) or a folder with all/ and hem/ subfolders")
     index.add_argument("--validate", action="store_true", help="also open every image and report bad files")
     index.add_argument("--tolerate", action="append", choices=data.REASONS, help="a reason to report but keep")
-    index.add_argument("--any-size", action="store_true", help="do not report images that are not 450x450")
+    index.add_argument("--any-size", action="store_true",
+                       help=f"do not report images that are not {CNMC_IMAGE_SIZE}x{CNMC_IMAGE_SIZE}")
     index.add_argument("--show", type=int, default=20, help="problem files to list")
     index.add_argument("--out", default=None, help="write the index table to this CSV")
     _command(commands, "synth", _synth, "write a synthetic C-NMC in the Kaggle layout (not real cells)",

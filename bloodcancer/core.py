@@ -27,10 +27,11 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'PACKAGES', 'TF_KERAS_MINORS', 'COLAB_READY_ENV', 'RUN_DIRECTIVE', 'RECIPES',
-           'MONITORS', 'SCHEDULES', 'MAX_IMAGE_SIZE', 'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything',
-           'in_colab', 'accelerators', 'package_versions', 'tf_keras_requirement', 'runtime_requirements',
-           'colab_setup', 'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write', 'FolderLockedError',
-           'FolderLock', 'declare_run_mode', 'option', 'docments_of', 'resolve_choices', 'TrainConfig']
+           'MONITORS', 'SCHEDULES', 'CNMC_IMAGE_SIZE', 'MAX_IMAGE_SIZE', 'ProjectPaths', 'project_paths', 'PaperConfig',
+           'seed_everything', 'in_colab', 'accelerators', 'package_versions', 'tf_keras_requirement',
+           'runtime_requirements', 'colab_setup', 'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write',
+           'FolderLockedError', 'FolderLock', 'declare_run_mode', 'option', 'docments_of', 'resolve_choices',
+           'TrainConfig']
 
 # %% ../nbs/00_core.ipynb #0ac2299d
 DATA_ENV, OUTPUTS_ENV = "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS"
@@ -373,6 +374,7 @@ MONITORS = ("val_loss", "balanced_val_loss") # What picks the best epoch: valida
 SCHEDULES = ("plateau", "cosine") # Learning rate: halved on plateaus (the paper), or cosine decay over the epochs
 
 # %% ../nbs/00_core.ipynb #12c2e459
+CNMC_IMAGE_SIZE = 450 # Side of a C-NMC cell image in pixels (its final test phase also has 600)
 MAX_IMAGE_SIZE = 1024 # Largest model input in pixels: C-NMC cells are 450 px, so more only costs memory
 
 @dataclass(frozen=True)
@@ -457,7 +459,8 @@ class TrainConfig:
             raise InvalidValueError("split_file and folds both choose the split: give one of them")
         if self.image_size > MAX_IMAGE_SIZE:
             raise InvalidValueError(f"image_size={self.image_size} is larger than {MAX_IMAGE_SIZE}: C-NMC cells are "
-                                    "450 pixels, so a larger input adds no detail, only memory (the paper uses 224)")
+                                    f"{CNMC_IMAGE_SIZE} pixels, so a larger input adds no detail, only memory "
+                                    "(the paper uses 224)")
 
 # %% ../nbs/00_core.ipynb #f9346a15
 _KINDS = {"int": (numbers.Integral, "a whole number"), "float": (numbers.Real, "a number"),

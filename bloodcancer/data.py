@@ -22,7 +22,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write, project_paths
+from .core import (CNMC_IMAGE_SIZE, PAPER, InvalidValueError, MissingFileError, UserError, atomic_write,
+                              project_paths)
 
 # %% auto #0
 __all__ = ['CLASSES', 'LABEL_INDEX', 'IMAGE_EXTENSIONS', 'KAGGLE_DATASET', 'PRELIM_FOLDER', 'FINAL_FOLDER', 'PRELIM_LABELS_CSV',
@@ -305,7 +306,7 @@ REASONS = ("empty file", "not an image", "too large", "truncated or corrupt", "g
            "label mismatch", "no subject", "unknown label")
 
 def inspect_image(path:str|Path, # Image file
-                  expected_size:tuple[int,int]|None=(450, 450), # (width, height) of every image; None accepts any
+                  expected_size:tuple[int,int]|None=(CNMC_IMAGE_SIZE,) * 2, # (width, height); None accepts any
                   max_pixels:int|None=None, # Most pixels an image may have; None: `MAX_IMAGE_PIXELS`
                  ) -> tuple[str, str]:
     "Check the pixel limit, then open and fully decode `path`: ('', '') when fine, else (reason, detail)."
@@ -357,7 +358,7 @@ class ValidationReport:
 def validate_images(index:pd.DataFrame, # An index table from `index_dataset`
                     policy:str="skip", # `skip` drops problem files, `fail` raises `DataValidationError`
                     tolerate:tuple=(), # Reasons that are reported but kept, e.g. ("unexpected size",)
-                    expected_size:tuple[int,int]|None=(450, 450), # (width, height); None accepts any size
+                    expected_size:tuple[int,int]|None=(CNMC_IMAGE_SIZE,) * 2, # (width, height); None accepts any size
                     workers:int|None=None, # Threads; None: 2 per CPU core
                     max_pixels:int|None=None, # Most pixels an image may have; None: `MAX_IMAGE_PIXELS`
                    ) -> ValidationReport:
@@ -441,7 +442,7 @@ def make_synthetic_cnmc(dest:str|Path, # Folder to write; `C-NMC_Leukemia/` is c
                         prelim_subjects:tuple=(2, 1), # (ALL, normal) subjects of the labelled prelim phase
                         prelim_cells_per_subject:int=8, # Cells per prelim subject
                         final_cells:int=10, # Unlabelled final-phase cells
-                        image_size:int=450, # Side of the square images in pixels (C-NMC's)
+                        image_size:int=CNMC_IMAGE_SIZE, # Side of the square images in pixels
                         class_separation:float=1.0, # 0: classes indistinguishable by shape; 1: the default overlap
                         patient_variation:float=0.0, # How much a subject's cells and stain are its own (0: its stain)
                         seed:int=0, # Seed: the same seed writes the same files
@@ -723,7 +724,7 @@ def archive_fingerprint(archive:str|Path, # A file
     return {"archive": str(archive), "bytes": stat_.st_size, "sha256": sha256}
 
 # %% ../nbs/01_data.ipynb #3f0167bd
-_CNMC_BMP_BYTES = 54 + 450 * (450 * 3 + 2) # A 450 x 450 24-bit BMP: header and rows padded to 4 bytes (608,454 bytes)
+_CNMC_BMP_BYTES = 54 + CNMC_IMAGE_SIZE * (CNMC_IMAGE_SIZE * 3 + 2) # 24-bit BMP: header, rows padded to 4 bytes
 MAX_EXTRACTED_BYTES = 2 * sum(KNOWN_COUNTS.values()) * _CNMC_BMP_BYTES # Twice the full C-NMC uncompressed (18.4 GB)
 MAX_COMPRESSION_RATIO = 100 # Uncompressed over compressed size of a whole archive; C-NMC's BMPs deflate about 10:1
 

@@ -22,7 +22,7 @@ from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_spli
 from .runs import RunFolder, RunFolderError
 
 # %% auto #0
-__all__ = ['METRICS', 'POSITIVE', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
+__all__ = ['METRICS', 'POSITIVE', 'N_BOOT', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
            'DISPLAY_ORDER', 'INTENDED_USE', 'FOLD_METRICS', 'metrics_from_counts', 'compute_metrics',
            'resample_weights', 'bootstrap_intervals', 'mcnemar', 'per_subject_accuracy', 'subject_calls',
            'subject_metrics', 'plot_subjects', 'reliability_table', 'expected_calibration_error',
@@ -105,8 +105,10 @@ def compute_metrics(y_true, # True classes: `hem`/`all` labels or 0/1 (`all` = 1
             "threshold": float(threshold)}
 
 # %% ../nbs/04_evaluate.ipynb #b7d969c1
+N_BOOT = 1000 # Bootstrap replicates of every interval (the percentile interval's 2.5% tail holds 25 of them)
+
 def resample_weights(groups, # Group (subject) of each image; each image is its own group when None
-                     n_boot:int=1000, # Number of replicates
+                     n_boot:int=N_BOOT, # Number of replicates
                      seed:int=0, # Seed
                      strata=None, # Stratum of each image (e.g. its class): groups are drawn within their stratum
                     ) -> np.ndarray:
@@ -130,7 +132,7 @@ def bootstrap_intervals(y_true, # True classes: `hem`/`all` or 0/1
                         prob, # Probability of `all` for each image
                         groups=None, # Subject of each image; None (or any empty subject) resamples images instead
                         threshold:float=0.5, # Decision threshold on P(all)
-                        n_boot:int=1000, # Replicates
+                        n_boot:int=N_BOOT, # Replicates
                         confidence:float=0.95, # Coverage of the percentile intervals
                         seed:int=PAPER.seed, # Seed
                         stratify:bool=True, # Draw groups within their class, so every replicate has both classes
@@ -583,7 +585,7 @@ def training_overlap(scored:pd.DataFrame, # Rows being scored (`path`, `subject`
 
 # %% ../nbs/04_evaluate.ipynb #539f1943
 def check_evaluation_settings(threshold:float=0.5, # Decision threshold on P(all): in [0, 1]
-                              n_boot:int=1000, # Bootstrap replicates: at least 1
+                              n_boot:int=N_BOOT, # Bootstrap replicates: at least 1
                               confidence:float=0.95, # Interval coverage: strictly between 0 and 1
                              ):
     "Raise a `ValueError` naming the value and the fix when an evaluation setting is out of range."
@@ -646,7 +648,7 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
                          data_name:str="test", # `test`, `prelim` or a folder slug
                          run:str="", # Run folder, recorded in metrics.json
                          threshold:float=0.5, # Decision threshold on P(all)
-                         n_boot:int=1000, # Bootstrap replicates
+                         n_boot:int=N_BOOT, # Bootstrap replicates
                          confidence:float=0.95, # Interval coverage
                          seed:int=PAPER.seed, # Bootstrap seed
                          figures:bool=True, # Write the confusion matrix, ROC, examples, per-patient and reliability
@@ -790,7 +792,7 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
                  data:str|Path="", # "" = the run's held-out test split, "prelim", or a folder to index and score
                  batch_size:int=PAPER.batch_size, # Images per prediction batch
                  threshold:float=0.5, # Decision threshold on P(all) (0.5: the paper's argmax)
-                 n_boot:int=1000, # Bootstrap replicates
+                 n_boot:int=N_BOOT, # Bootstrap replicates
                  confidence:float=0.95, # Interval coverage
                  seed:int=PAPER.seed, # Bootstrap seed
                  figures:bool=True, # Write the figures
@@ -881,7 +883,7 @@ FOLD_METRICS = ("accuracy", "weighted_f1", "balanced_accuracy", "roc_auc", "subj
 
 def evaluate_folds(folder:str|Path, # `<outputs>/<run>/<model>/`, holding the `fold-<i>/` run folders
                    threshold:float=0.5, # Decision threshold on P(all)
-                   n_boot:int=1000, # Bootstrap replicates
+                   n_boot:int=N_BOOT, # Bootstrap replicates
                    confidence:float=0.95, # Interval coverage
                    seed:int=PAPER.seed, # Bootstrap seed
                    figures:bool=True, # Write the figures of the pooled evaluation
