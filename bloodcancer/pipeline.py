@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,10 +25,11 @@ from .models import PAPER_MODELS, model_spec
 from .runs import RunFolder
 
 # %% auto #0
-__all__ = ['PROFILES', 'DEMO_DATA', 'STEP_OVERHEAD_SECONDS', 'REPRODUCE_OVERRIDES', 'Profile', 'Step', 'parse_shard',
-           'plan_steps', 'notebooks_folder', 'choose_profile', 'resolve_data', 'StepConsole', 'StepKernel',
-           'execute_step', 'save_executed_notebook', 'PipelineState', 'estimate_remaining', 'run_steps',
-           'machine_gflops', 'estimate_seconds', 'hardware', 'WouldTakeTooLongError', 'summarize', 'reproduce']
+__all__ = ['PROFILES', 'DEMO_DATA', 'STEP_ENGINE', 'STEP_OVERHEAD_SECONDS', 'MODEL_START_SECONDS', 'REPRODUCE_OVERRIDES',
+           'Profile', 'Step', 'parse_shard', 'plan_steps', 'notebooks_folder', 'choose_profile', 'resolve_data',
+           'StepConsole', 'StepKernel', 'step_engine', 'execute_step', 'save_executed_notebook', 'PipelineState',
+           'estimate_remaining', 'run_steps', 'machine_gflops', 'estimate_seconds', 'hardware', 'WouldTakeTooLongError',
+           'summarize', 'reproduce']
 
 # %% ../nbs/08_pipeline.ipynb #eaa96c5e
 @dataclass(frozen=True)
@@ -214,6 +216,44 @@ class StepKernel:
         if self._output is not None: self._output.close()
         self.manager = self._output = None
 
+# %% ../nbs/08_pipeline.ipynb #b6563a0b
+STEP_ENGINE = "bloodcancer-steps" # The papermill engine name the steps run with
+
+@functools.cache
+def step_engine() -> str:
+    "Register the pipeline's papermill engine (papermill's own, writing the notebook less often); its name."
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+
+    class SparseSaves(NotebookExecutionManager):
+        "Saves at the start and the end, and by papermill's autosave (`autosave_cell_every`), not twice per cell."
+        quiet = False
+        def save(self, **kwargs):
+            if not self.quiet: super().save(**kwargs)
+        def cell_start(self, cell, cell_index=None, **kwargs): self._quietly("cell_start", cell, cell_index, **kwargs)
+        def cell_complete(self, cell, cell_index=None, **kwargs):
+            self._quietly("cell_complete", cell, cell_index, **kwargs)
+        def _quietly(self, name, *args, **kwargs):
+            self.quiet = True
+            try: getattr(super(), name)(*args, **kwargs)
+            finally: self.quiet = False
+            self.autosave_cell()
+
+    class StepEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            manager = SparseSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                                  autosave_cell_every=autosave_cell_every)
+            manager.notebook_start()
+            try: cls.execute_managed_notebook(manager, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                manager.cleanup_pbar()
+                manager.notebook_complete()
+            return manager.nb
+
+    papermill_engines.register(STEP_ENGINE, StepEngine)
+    return STEP_ENGINE
+
 # %% ../nbs/08_pipeline.ipynb #0aca85d6
 def execute_step(step:Step, # The step
                  notebooks:Path, # Folder of the source notebooks
@@ -226,7 +266,8 @@ def execute_step(step:Step, # The step
     kernel.prepare(step.key)
     try:
         papermill.execute_notebook(str(notebooks/step.notebook), str(executed), parameters=step.parameters,
-                                   kernel_name="python3", progress_bar=False, cwd=str(kernel.cwd), km=kernel.manager,
+                                   kernel_name="python3", engine_name=step_engine(), progress_bar=False,
+                                   cwd=str(kernel.cwd), km=kernel.manager,
                                    stdout_file=console, stderr_file=console if console.verbose else None)
     except BaseException:
         kernel.close()
@@ -362,16 +403,18 @@ def machine_gflops(seconds:float=0.7, # How long to measure
 
 # %% ../nbs/08_pipeline.ipynb #96ee7a18
 STEP_OVERHEAD_SECONDS = 5 # Each step's own cost besides training (kernel work, figures, files), on a small machine
+MODEL_START_SECONDS = 10 # Building a model and tracing its training step: once per training step
 
 def estimate_seconds(steps:list[Step], # From `plan_steps`
                      n_images:int, # Labelled cells of the data (about 70% train, 30% are scored)
                      gflops:float, # This machine's speed (`machine_gflops`)
                     ) -> float:
-    "An upper estimate of the reproduction's seconds: every epoch trained, every cell scored once per evaluation."
+    "An estimate of the reproduction's seconds: every epoch trained, every cell scored once per evaluation."
     total = 0.0
     for step in steps:
         total += STEP_OVERHEAD_SECONDS
         if step.kind != "train": continue
+        total += MODEL_START_SECONDS
         p = step.parameters
         per_image = 2e9 * model_spec(p["model"]).gmacs * (p["image_size"] / 224) ** 2 / (gflops * 1e9)
         share = (1 - 1 / p["folds"]) if p.get("folds") else 0.7
@@ -414,7 +457,7 @@ def _check_duration(profile:str, chosen:Profile, steps:list[Step], data:str, log
         print(f"estimate: unavailable ({where}); {len(steps)} steps, {labelled:,} labelled cells", flush=True)
         return float("nan")
     seconds = estimate_seconds(steps, labelled, speed)
-    print(f"estimate: at most ~{_clock(seconds)} on this machine ({where}, ~{speed:.0f} GFLOP/s), "
+    print(f"estimate: about {_clock(seconds)} on this machine ({where}, ~{speed:.0f} GFLOP/s), "
           f"{len(steps)} steps, {labelled:,} labelled cells", flush=True)
     if profile == "auto" and chosen.name == "paper" and where.startswith("CPU"):
         raise WouldTakeTooLongError(
