@@ -24,13 +24,13 @@ def local_paths(nb) -> list[str]:
     return found
 
 def placeholders() -> list[tuple[re.Pattern, str]]:
-    "This machine's folders and the placeholder each is shown as: `<tmp>`, `<project>`, `~`."
+    "This machine's folders, as patterns, and the placeholder each is shown as; applied in this order."
     import tempfile
-    folders = [(Path(tempfile.gettempdir()), "<tmp>"), (ROOT, "<project>"), (ROOT.parent/"shared", "<shared>"),
-               (Path.home(), "~")]
-    # a temporary folder made by an example (tmpab12cd_x) is shown as <tmp> itself: its name changes on every run
-    return [(re.compile(re.escape(str(folder)) + (r"/tmp[\w-]+" if name == "<tmp>" else "")), name)
-            for folder, name in folders] + [(re.compile(re.escape(tempfile.gettempdir())), "<tmp>")]
+    tmp = re.escape(tempfile.gettempdir())
+    return [(re.compile(tmp + r"/tmp[\w-]+"), "<tmp>"),  # an example's temporary folder: its name changes each run
+            (re.compile(tmp), "<tmp>"), (re.compile(re.escape(str(ROOT))), "<project>"),
+            (re.compile(re.escape(str(ROOT.parent/"shared"))), "<shared>"),
+            (re.compile(re.escape(str(Path.home()))), "~")]
 
 def without_local_paths(nb):
     "Replace this machine's folders in the text outputs of `nb` by placeholders (images are untouched)."
