@@ -68,8 +68,8 @@ def _locate(run_or_file:str|Path) -> tuple[Path, RunFolder|None]:
         run = RunFolder(path)
         run.read_config()  # a folder that is not a run gets a clear RunFolderError here
         if not run.model_file.is_file():
-            hint = ""
-            if run.best_file.is_file(): hint = "; its best weights so far are saved: resume the training to finish it"
+            saved = run.best_arrays_file.is_file()
+            hint = "; its best weights so far are saved: resume the training to finish it" if saved else ""
             raise RunFolderError(f"{path} has no model.keras: pass a completed run folder (training writes "
                                  f"model.keras at the end){hint}")
         return run.model_file, run

@@ -54,6 +54,7 @@ class RunFolder:
     history_file = property(lambda self: self.path/"history.csv")
     model_file = property(lambda self: self.path/"model.keras")
     best_file = property(lambda self: self.path/"checkpoints"/"best.weights.h5")
+    best_arrays_file = property(lambda self: self.path/"checkpoints"/"best-weights.npz")
     curves_file = property(lambda self: self.path/"training_curves.png")
     notebook_file = property(lambda self: self.path/"notebook.ipynb")
     backup_dir = property(lambda self: self.path/"backup")

@@ -143,9 +143,18 @@ def _save_weights(model, path:Path):
     model.save_weights(partial)
     os.replace(partial, path)
 
+def _save_arrays(arrays:list, path:Path):
+    "Save weight arrays (`model.get_weights()`) to `path` (`.npz`) atomically."
+    buffer = io.BytesIO(); np.savez(buffer, *arrays)
+    atomic_write(path, buffer.getvalue())
+
+def _load_arrays(path:Path) -> list:
+    "The weight arrays `_save_arrays` wrote, in their order."
+    with np.load(path) as saved: return [saved[f"arr_{n}"] for n in range(len(saved.files))]
+
 # %% ../nbs/03_train.ipynb #3ce14354
 class BestCheckpoint(keras.callbacks.Callback):
-    "Save the weights to `path` atomically whenever `monitor` improves (starting from `best`: a resumed run's)."
+    "Save the weight arrays to `path` (`.npz`) whenever `monitor` improves (starting from `best`: a resumed run's)."
     def __init__(self, path:Path, monitor:str="val_loss", best:float=np.inf, chief:bool=True):
         super().__init__()
         self.path, self.monitor, self.best, self.chief = Path(path), monitor, best, chief
@@ -153,9 +162,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or not value < self.best: return
         self.best = float(value)
-        if self.chief: _save_weights(self.model, self.path)
-        else:  # every worker takes part in saving a distributed model; only the chief's copy is kept
-            with tempfile.TemporaryDirectory() as scratch: _save_weights(self.model, Path(scratch)/self.path.name)
+        arrays = self.model.get_weights()  # on every worker: reading a distributed model's weights is collective
+        if self.chief: _save_arrays(arrays, self.path)
 
 # %% ../nbs/03_train.ipynb #8ee56122
 def _generators(model) -> list:
@@ -383,7 +391,7 @@ def _callbacks(run:RunFolder, chief:bool, first_epoch:int, paper:PaperConfig, co
                                             run=replay)] if config.schedule == "plateau" else []
     callbacks.append(ResumableEarlyStopping(monitor=paper.monitor, patience=paper.early_stopping_patience,
                                             verbose=int(config.verbose > 0), run=replay))
-    callbacks.append(BestCheckpoint(run.best_file, paper.monitor, best_so_far, chief))
+    callbacks.append(BestCheckpoint(run.best_arrays_file, paper.monitor, best_so_far, chief))
     if chief: callbacks.append(RandomState(run.backup_dir, first_epoch))
     if chief: callbacks.append(RunHistory(run, config.epochs, print_epochs=config.verbose == 2))
     return callbacks + [keras.callbacks.BackupAndRestore(str(run.backup_dir)),
@@ -537,13 +545,16 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
     # fast to load (mixed precision keeps its variables in float32: nothing is rounded).
     with _global_policy("float32"): net = build_model(config["model"], config["image_size"], weights=None, config=paper)
     net.set_weights(final_weights)
-    if run.best_file.is_file():
-        try: load_weights_file(net, run.best_file)
-        except ValueError as error:
-            print(f"warning: the best checkpoint could not be read ({error}); model.keras has the last weights")
+    try:
+        if run.best_arrays_file.is_file(): net.set_weights(_load_arrays(run.best_arrays_file))
+        elif run.best_file.is_file(): load_weights_file(net, run.best_file)  # a run begun before best-weights.npz
+    except (ValueError, OSError) as error:
+        print(f"warning: the best checkpoint could not be read ({error}); model.keras has the last weights")
+    _save_weights(net, run.best_file)  # the best weights alone, as a Keras weights file
     calibrated = recalibrate_batch_norm(net, training_images) if training_images is not None else 0
     save_model(net, run.model_file)
     shutil.rmtree(run.backup_dir, ignore_errors=True)  # a complete run resumes nothing
+    run.best_arrays_file.unlink(missing_ok=True)
     plot_training_curves(history, curves_title(config)).savefig(run.curves_file, dpi=120)
     has_val = "val_loss" in history and len(history)
     best_row = history.loc[history["val_loss"].idxmin()] if has_val else None

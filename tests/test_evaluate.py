@@ -14,6 +14,8 @@ from bloodcancer.evaluate import (METRICS, RunFolderError, bootstrap_intervals, 
                                   evaluate_run, mcnemar, plot_confusion, plot_examples, plot_roc, resample_weights)
 from bloodcancer.figures import (PAPER_CONFUSION, PAPER_ROWS, PAPER_TABLE1, format_table1, paper_row, plot_accuracy,
                                 plot_confusion_vs_paper, plot_metrics, table1)
+from bloodcancer.predict import load_predictor
+from bloodcancer.runs import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,6 +198,10 @@ def test_evaluate_run_explains_what_is_missing(tiny_outputs, tmp_path):
     partial = tmp_path/"partial"
     shutil.copytree(runs["paper"], partial, ignore=shutil.ignore_patterns("model.keras", "eval"))
     with pytest.raises(RunFolderError, match="has no model.keras"): evaluate_run(partial)
+    with pytest.raises(RunFolderError, match="has no model.keras") as refused: load_predictor(partial)
+    assert "best weights" not in str(refused.value)
+    RunFolder(partial).best_arrays_file.write_bytes(b"")  # an unfinished run keeps its best weights so far
+    with pytest.raises(RunFolderError, match="best weights so far are saved: resume"): load_predictor(partial)
     moved = tmp_path/"moved"
     shutil.copytree(runs["paper"], moved, ignore=shutil.ignore_patterns("eval"))
     split = load_split(moved)
