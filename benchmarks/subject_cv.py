@@ -32,7 +32,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 REPORTED = ("weighted_f1", "balanced_accuracy", "roc_auc") # Pooled metrics with a subject-bootstrap interval
-SETTINGS = ("augmentations", "monitor", "label_smoothing", "schedule") # A recipe's fields (bloodcancer.core.RECIPES)
 
 
 def parse_args(argv=None):
@@ -126,6 +125,7 @@ def cross_validate(name:str, # Row name: a recipe, or a candidate of the screeni
                    n_boot:int=1000, # Subject-bootstrap replicates
                   ) -> dict:
     "Train the folds that are not complete yet, pool their out-of-fold predictions, and return the CSV row."
+    from bloodcancer.core import RECIPES
     from bloodcancer.evaluate import evaluate_folds
     from bloodcancer.train import train_folds
     config = config.replace(run_name=run_name(name, config))
@@ -137,7 +137,8 @@ def cross_validate(name:str, # Row name: a recipe, or a candidate of the screeni
     configs = [json.loads((f/"config.json").read_text()) for f in folds]
     low, high = patient_interval(m["subject_calls"], n_boot, config.seed)
     resolved = config.resolved()
-    row = dict(name=name, recipe=config.recipe, **{k: getattr(resolved, k) for k in SETTINGS},
+    row = dict(name=name, recipe=config.recipe, **{k: getattr(resolved, k) for k in RECIPES[config.recipe]},
+               batch_size=resolved.batch_size,
                model=configs[0]["model"], image_size=config.image_size, epochs=config.epochs, folds=config.folds,
                seed=config.seed, weights=config.weights, data=source, n_images=m["n_images"],
                n_subjects=m["n_subjects_scored"])
@@ -163,8 +164,9 @@ def summary(row:dict) -> str:
     return "\n".join([
         f"{row['name']}: {row['model']} {row['image_size']} px, {row['epochs']} epochs, {row['folds']} subject folds, "
         f"seed {row['seed']}, weights {row['weights']}, on {row['data']}",
-        f"  settings: augmentations={row['augmentations']} monitor={row['monitor']} "
-        f"label_smoothing={row['label_smoothing']} schedule={row['schedule']}",
+        f"  settings: learning_rate={row['learning_rate']:g} batch_size={row['batch_size']} "
+        f"augmentations={row['augmentations']} monitor={row['monitor']} label_smoothing={row['label_smoothing']} "
+        f"schedule={row['schedule']}",
         f"  pooled out-of-fold ({row['n_images']} cells, 95% subject-bootstrap intervals): weighted F1 "
         f"{interval('weighted_f1')}, balanced accuracy {interval('balanced_accuracy')}, AUROC {interval('roc_auc')}",
         f"  patients called right: {row['subjects_right']} of {row['n_subjects']} = {interval('subject_accuracy')}",

@@ -1,9 +1,9 @@
 """Screening of the robust recipe's candidate settings by subject cross-validation on the development cells (issue 13).
 
 Each candidate is the paper recipe with some settings changed (`CANDIDATES`: augmentations, the validation monitor,
-label smoothing, the learning-rate schedule). Each is cross-validated exactly as `benchmarks/subject_cv.py` does
-(same code: `train_folds`, pooled out-of-fold `evaluate_folds`), by default cheaply: AlexNet at 64 px, 10 epochs,
-3 subject folds, from scratch. Rows are added to (or replaced in)
+label smoothing, the learning-rate schedule, the learning rate, the batch size). Each is cross-validated exactly as
+`benchmarks/subject_cv.py` does (same code: `train_folds`, pooled out-of-fold `evaluate_folds`), by default cheaply:
+AlexNet at 64 px, 10 epochs, 3 subject folds, from scratch. Rows are added to (or replaced in)
 benchmarks/results/subject_cv-candidates-<hardware>.csv, keyed by candidate, model, size and epochs, so a screen at
 another setting (e.g. the benchmark's own, EfficientNetB0 96 px 12 epochs) adds its rows beside the cheap ones. Only
 development cells are used: the recipe is judged later on patients nobody here has.
@@ -41,6 +41,10 @@ CANDIDATES = { # name -> settings changed from the paper recipe (the other recip
     "stain+balanced-monitor": dict(augmentations="paper,stain", monitor="balanced_val_loss"),
     "stain+cosine": dict(augmentations="paper,stain", schedule="cosine"),
     "stain+brightness+smoothing": dict(augmentations="paper,stain,brightness", label_smoothing=0.1),
+    # The robust recipe's runs all picked their last epoch (still learning): more steps or larger ones, same epochs
+    "robust+lr3e-3": dict(augmentations="paper,stain,brightness", learning_rate=3e-3),
+    "robust+batch16": dict(augmentations="paper,stain,brightness", batch_size=16),
+    "robust+lr1e-2": dict(augmentations="paper,stain,brightness", learning_rate=1e-2),
 }
 
 

@@ -211,8 +211,10 @@ def versus_plain(args, out: Path) -> int:
               f"{row['images_per_s']:7.1f} images/s; plain/this {ratio}; load {row['load_1min']:.2f}", flush=True)
         return epoch, epoch_cpu
 
+    medians = {}
     for model_name in args.models:
         print(f"\n{model_name} at {args.image_size} px, batch {batch}, {args.epochs} epochs (the first not counted)")
+        ratios = []
         for repeat in range(args.repeats):
             clock = EpochClock()
             started = time.perf_counter()
@@ -229,6 +231,7 @@ def versus_plain(args, out: Path) -> int:
             plain_epoch = record(model_name, "plain: tf_keras model.fit", plain(model_name, split), n_train)
             rows[-2] |= dict(ratio_to_plain=round(plain_epoch[0] / ours[0], 3),
                              ratio_to_plain_cpu=round(plain_epoch[1] / ours[1], 3))
+            ratios.append((plain_epoch[0] / ours[0], plain_epoch[1] / ours[1]))
             print(f"  => ours / plain (throughput): {plain_epoch[0] / ours[0]:.3f}x wall-clock, "
                   f"{plain_epoch[1] / ours[1]:.3f}x by CPU time (target >= 0.95x); setup {extra['setup_s']} s, "
                   f"finish {extra['finish_s']} s", flush=True)
@@ -243,6 +246,12 @@ def versus_plain(args, out: Path) -> int:
                 record(model_name, f"plain + {type(alone).__name__}", plain(model_name, split, [alone]), n_train,
                        plain_epoch=plain_epoch)
             record(model_name, "plain + all", plain(model_name, split, together), n_train, plain_epoch=plain_epoch)
+        medians[model_name] = [statistics.median(r[i] for r in ratios) for i in (0, 1)]
+    # Each repeat pairs a train() with a plain fit run right after it: the median over the pairs resists the load
+    # that a shared machine puts on one run and not the other
+    for model_name, (wall, cpu) in medians.items():
+        print(f"{model_name}: ours / plain, median of {args.repeats} pairs: {wall:.3f}x wall-clock, {cpu:.3f}x by CPU "
+              "time (target >= 0.95x)")
     shutil.rmtree(outputs, ignore_errors=True)  # the run folders (model files, checkpoints) served only the timing
     out = append_rows(out, rows, COLUMNS)
     print(f"\nrows appended to {out}")

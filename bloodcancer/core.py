@@ -367,8 +367,10 @@ def resolve_choices(choices:str|tuple|None) -> tuple|None:
 
 # %% ../nbs/00_core.ipynb #4fb8df20
 RECIPES = { # Each recipe's settings: the value a TrainConfig field left None takes
-    "paper": dict(augmentations="paper", monitor="val_loss", label_smoothing=0.0, schedule="plateau"),
-    "robust": dict(augmentations="paper,stain,brightness", monitor="val_loss", label_smoothing=0.0, schedule="plateau"),
+    "paper": dict(learning_rate=PAPER.learning_rate, augmentations="paper", monitor="val_loss", label_smoothing=0.0,
+                  schedule="plateau"),
+    "robust": dict(learning_rate=3e-3, augmentations="paper,stain,brightness", monitor="val_loss", label_smoothing=0.0,
+                   schedule="plateau"),
 }
 MONITORS = ("val_loss", "balanced_val_loss") # What picks the best epoch: validation loss, or its class-balanced form
 SCHEDULES = ("plateau", "cosine") # Learning rate: halved on plateaus (the paper), or cosine decay over the epochs
@@ -386,7 +388,7 @@ class TrainConfig:
     image_size:int = option(PAPER.image_size, minimum=1) # Side of the square model input, in pixels
     batch_size:int = option(PAPER.batch_size, minimum=1) # Images per step on each replica
     epochs:int = option(PAPER.epochs, minimum=1) # Maximum number of epochs
-    learning_rate:float = option(PAPER.learning_rate, above=0) # Initial learning rate of Adamax
+    learning_rate:float|None = option(None, above=0) # Initial learning rate of Adamax; None: the recipe's
     weights:str|None = option("imagenet") # "imagenet", "none" (random start) or a weights file
     seed:int = option(PAPER.seed, minimum=0) # Seed of the split, initialisation, shuffling and augmentation
     outputs:str = option("", resume=False) # Outputs folder ("": `$BLOODCANCER_OUTPUTS` or `./outputs`)

@@ -100,7 +100,7 @@ def plan_steps(profile:Profile, # What to reproduce
         base = TrainConfig(**{k: v for k, v in profile.training.items() if k != "image_size"})
         runs += [(model, profile.split, dict(learning_rate=lr, batch_size=bs, run_name=f"grid-lr{lr:g}-bs{bs}"))
                  for model in models for lr in PAPER.learning_rate_grid for bs in PAPER.batch_size_grid
-                 if (lr, bs) != (base.learning_rate, base.batch_size)]
+                 if (lr, bs) != (base.resolved().learning_rate, base.batch_size)]
     steps = [Step("01_data", "01_data.ipynb", dict(data=data, outputs=str(run_folder))),
              Step("02_preprocess", "02_preprocess.ipynb", dict(data=data, outputs=str(run_folder)))]
     folds = profile.training.get("folds", 0)
