@@ -45,6 +45,7 @@ CANDIDATES = { # name -> settings changed from the paper recipe (the other recip
     "robust+lr3e-3": dict(augmentations="paper,stain,brightness", learning_rate=3e-3),
     "robust+batch16": dict(augmentations="paper,stain,brightness", batch_size=16),
     "robust+lr1e-2": dict(augmentations="paper,stain,brightness", learning_rate=1e-2),
+    "robust+lr3e-3+cosine": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, schedule="cosine"),
 }
 
 

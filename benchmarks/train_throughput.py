@@ -145,7 +145,7 @@ def written_by(folder: Path, callback) -> list[Path]:
     "The files `callback` of `standard_callbacks(folder, ...)` has written so far."
     from bloodcancer.runs import RunFolder
     run, name = RunFolder(folder), type(callback).__name__
-    found = dict(BestCheckpoint=[run.best_file], RunHistory=[run.history_file],
+    found = dict(BestCheckpoint=[run.best_arrays_file], RunHistory=[run.history_file],
                  RandomState=list(run.backup_dir.glob("random-state-*.npz")),
                  BackupAndRestore=list((run.backup_dir/"chief").rglob("*")), TensorBoard=list(run.logs_dir.rglob("*")))
     return [path for path in found.get(name, []) if path.is_file()]

@@ -26,3 +26,17 @@ def test_readme_states_the_intended_use():
     from bloodcancer.evaluate import INTENDED_USE  # the words of every report and model card
     readme = " ".join((ROOT/"README.md").read_text().split())
     assert "## Intended use " + INTENDED_USE in readme
+
+
+def test_readme_subject_cv_table_quotes_the_benchmark_results():
+    "Each row of the README's subject cross-validation table is a row of benchmarks/results/ (rerun, then copy)."
+    import pandas as pd
+    readme = (ROOT/"README.md").read_text()
+    results = ROOT/"benchmarks"/"results"
+    for name in ("subject_cv-cpu-2cores.csv", "subject_cv-seed7-cpu-2cores.csv"):
+        assert f"benchmarks/results/{name}" in readme
+        for row in pd.read_csv(results/name).to_dict("records"):
+            cell = lambda k: f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]"
+            line = (f"| {row['recipe']} | {row['seed']} | {cell('weighted_f1')} | {cell('balanced_accuracy')} | "
+                    f"{cell('roc_auc')} | {row['subjects_right']} of {row['n_subjects']} |")
+            assert line in readme, f"README.md lacks the row of {name}: {line}"
