@@ -172,7 +172,9 @@ class StepConsole:
 # %% ../nbs/08_pipeline.ipynb #84691d51
 def _kernel_environment() -> dict:
     "The kernel's environment: ours, with TensorFlow's informational C++ logging off unless the user chose a level."
-    return os.environ | {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
+    # nbdev_test's IN_TEST would turn the examples on: a step runs in the mode its `examples` parameter declares
+    inherited = {name: value for name, value in os.environ.items() if name != "IN_TEST"}
+    return inherited | {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
                          "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", "ignore::DeprecationWarning")}
 
 # %% ../nbs/08_pipeline.ipynb #3c3fe714

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_docs_processing_without_quarto(monkeypatch):
     from nbdev.serve import proc_nbs
     monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("IN_TEST", "1")  # nbdev sets it while it runs cells: the tests after this one must not see it
     cache = proc_nbs(path=str(ROOT/"nbs"), n_workers=0, force=True)
     pages = sorted(p.name for p in Path(cache).glob("*.ipynb"))
     assert pages == sorted(p.name for p in (ROOT/"nbs").glob("*.ipynb"))
