@@ -546,11 +546,12 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
     with _global_policy("float32"): net = build_model(config["model"], config["image_size"], weights=None, config=paper)
     net.set_weights(final_weights)
     try:
-        if run.best_arrays_file.is_file(): net.set_weights(_load_arrays(run.best_arrays_file))
+        if run.best_arrays_file.is_file():
+            net.set_weights(_load_arrays(run.best_arrays_file))
+            _save_weights(net, run.best_file)  # the best weights alone, as a Keras weights file
         elif run.best_file.is_file(): load_weights_file(net, run.best_file)  # a run begun before best-weights.npz
     except (ValueError, OSError) as error:
         print(f"warning: the best checkpoint could not be read ({error}); model.keras has the last weights")
-    _save_weights(net, run.best_file)  # the best weights alone, as a Keras weights file
     calibrated = recalibrate_batch_norm(net, training_images) if training_images is not None else 0
     save_model(net, run.model_file)
     shutil.rmtree(run.backup_dir, ignore_errors=True)  # a complete run resumes nothing
