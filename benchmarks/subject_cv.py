@@ -138,7 +138,7 @@ def cross_validate(name:str, # Row name: a recipe, or a candidate of the screeni
     low, high = patient_interval(m["subject_calls"], n_boot, config.seed)
     resolved = config.resolved()
     row = dict(name=name, recipe=config.recipe, **{k: getattr(resolved, k) for k in RECIPES[config.recipe]},
-               batch_size=resolved.batch_size,
+               batch_size=resolved.batch_size, input_mode=resolved.input_mode,
                model=configs[0]["model"], image_size=config.image_size, epochs=config.epochs, folds=config.folds,
                seed=config.seed, weights=config.weights, data=source, n_images=m["n_images"],
                n_subjects=m["n_subjects_scored"])
@@ -165,6 +165,7 @@ def summary(row:dict) -> str:
         f"{row['name']}: {row['model']} {row['image_size']} px, {row['epochs']} epochs, {row['folds']} subject folds, "
         f"seed {row['seed']}, weights {row['weights']}, on {row['data']}",
         f"  settings: learning_rate={row['learning_rate']:g} batch_size={row['batch_size']} "
+        f"input_mode={row['input_mode']} "
         f"augmentations={row['augmentations']} monitor={row['monitor']} label_smoothing={row['label_smoothing']} "
         f"schedule={row['schedule']}",
         f"  pooled out-of-fold ({row['n_images']} cells, 95% subject-bootstrap intervals): weighted F1 "

@@ -1,12 +1,12 @@
 """Screening of the robust recipe's candidate settings by subject cross-validation on the development cells (issue 13).
 
 Each candidate is the paper recipe with some settings changed (`CANDIDATES`: augmentations, the validation monitor,
-label smoothing, the learning-rate schedule, the learning rate, the batch size). Each is cross-validated exactly as
-`benchmarks/subject_cv.py` does (same code: `train_folds`, pooled out-of-fold `evaluate_folds`), by default cheaply:
-AlexNet at 64 px, 10 epochs, 3 subject folds, from scratch. Rows are added to (or replaced in)
-benchmarks/results/subject_cv-candidates-<hardware>.csv, keyed by candidate, model, size and epochs, so a screen at
-another setting (e.g. the benchmark's own, EfficientNetB0 96 px 12 epochs) adds its rows beside the cheap ones. Only
-development cells are used: the recipe is judged later on patients nobody here has.
+label smoothing, the learning-rate schedule, the learning rate, the batch size, the input mode, the head's
+penalties). Each is cross-validated exactly as `benchmarks/subject_cv.py` does (same code: `train_folds`, pooled
+out-of-fold `evaluate_folds`), by default cheaply: AlexNet at 64 px, 10 epochs, 3 subject folds, from scratch. Rows
+are added to (or replaced in) benchmarks/results/subject_cv-candidates-<hardware>.csv, keyed by candidate, model,
+size and epochs, so a screen at another setting (e.g. the benchmark's own, EfficientNetB0 96 px 12 epochs) adds its
+rows beside the cheap ones. Only development cells are used: the recipe is judged later on patients nobody here has.
 
 Usage: python benchmarks/subject_cv_candidates.py [--only NAME ...] [--model AlexNet] [--image-size 64] [--epochs 10]
        [--folds 3] [--outputs DIR] [--data PATH] [--seed 42] [--list] [--smoke]
@@ -46,6 +46,16 @@ CANDIDATES = { # name -> settings changed from the paper recipe (the other recip
     "robust+batch16": dict(augmentations="paper,stain,brightness", batch_size=16),
     "robust+lr1e-2": dict(augmentations="paper,stain,brightness", learning_rate=1e-2),
     "robust+lr3e-3+cosine": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, schedule="cosine"),
+    # Patients still differ in brightness and stain strength: remove them from every cell (training and testing)
+    "robust+grayworld": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, input_mode="rgb-grayworld"),
+    # The paper's head penalties make up most of the loss from scratch (7.6 at the start, 1.5 after 12 epochs)
+    "robust+head-reg-0.1": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, head_regularization=0.1),
+    "robust+head-reg-0": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, head_regularization=0.0),
+    # Validation in inference mode read moving batch-norm statistics that lag the weights (val_accuracy stuck at 0.20)
+    "robust+recalibrated-validation": dict(augmentations="paper,stain,brightness", learning_rate=3e-3,
+                                           recalibrate_bn=True),
+    "robust+head-reg-0.1+recalibrated-validation": dict(augmentations="paper,stain,brightness", learning_rate=3e-3,
+                                                        head_regularization=0.1, recalibrate_bn=True),
 }
 
 

@@ -368,9 +368,9 @@ def resolve_choices(choices:str|tuple|None) -> tuple|None:
 # %% ../nbs/00_core.ipynb #4fb8df20
 RECIPES = { # Each recipe's settings: the value a TrainConfig field left None takes
     "paper": dict(learning_rate=PAPER.learning_rate, augmentations="paper", monitor="val_loss", label_smoothing=0.0,
-                  schedule="plateau"),
+                  schedule="plateau", head_regularization=1.0, recalibrate_bn=False),
     "robust": dict(learning_rate=3e-3, augmentations="paper,stain,brightness", monitor="val_loss", label_smoothing=0.0,
-                   schedule="plateau"),
+                   schedule="plateau", head_regularization=1.0, recalibrate_bn=False),
 }
 MONITORS = ("val_loss", "balanced_val_loss") # What picks the best epoch: validation loss, or its class-balanced form
 SCHEDULES = ("plateau", "cosine") # Learning rate: halved on plateaus (the paper), or cosine decay over the epochs
@@ -407,6 +407,8 @@ class TrainConfig:
     monitor:str|None = option(None, MONITORS) # What picks the best epoch and drives the schedule; None: the recipe's
     label_smoothing:float|None = option(None, minimum=0) # Label smoothing of the loss; None: the recipe's
     schedule:str|None = option(None, SCHEDULES) # Learning-rate schedule; None: the recipe's
+    head_regularization:float|None = option(None, minimum=0) # Scale of the head's penalties; None: the recipe's
+    recalibrate_bn:bool|None = option(None) # Batch-norm statistics renewed before each validation; None: the recipe's
     folds:int = option(0, minimum=0) # Subject k-fold cross-validation: number of folds (0: one split)
     fold:int = option(0, minimum=0) # With `folds`: the fold held out for testing, from 1 to `folds`
     split_file:str = option("") # A split.csv (path, label, subject, split) to train with instead of making a split

@@ -508,15 +508,23 @@ def _subjects_per_class(frame:pd.DataFrame) -> pd.Series:
     return frame.groupby("label")["subject"].nunique().reindex(list(CLASSES), fill_value=0)
 
 def _grouped_folds(frame:pd.DataFrame, n_folds:int, seed:int) -> list[tuple[np.ndarray, np.ndarray]]:
-    "(train, test) positions of each fold of a stratified, subject-grouped k-fold over `frame`."
-    from sklearn.model_selection import StratifiedGroupKFold
+    "(train, test) positions of each fold of a seeded, class-balanced k-fold over the subjects of `frame`."
     per_class = _subjects_per_class(frame)
     if (per_class < n_folds).any():
         raise InvalidValueError(f"A subject split into {n_folds} folds needs at least {n_folds} subjects of each "
                                 f"class; this data has {per_class.to_dict()}. Use fewer folds, a larger test fraction, "
                                 "or the 'paper' protocol.")
-    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return list(folds.split(frame, frame["label"], frame["subject"]))
+    rng, sizes = np.random.default_rng(seed), frame["subject"].value_counts()
+    label_of = frame.groupby("subject")["label"].agg(lambda s: s.value_counts().idxmax())  # a mixed one: its larger
+    fold_of = {}
+    for label in sorted(label_of.unique()):
+        filled = np.zeros(n_folds)  # cells of this class in each fold so far
+        for subject in rng.permutation(label_of.index[label_of.eq(label)].to_numpy()):
+            lightest = np.flatnonzero(filled == filled.min())
+            fold_of[subject] = int(rng.choice(lightest))
+            filled[fold_of[subject]] += sizes[subject]
+    assigned = frame["subject"].map(fold_of).to_numpy()
+    return [(np.flatnonzero(assigned != k), np.flatnonzero(assigned == k)) for k in range(n_folds)]
 
 def _subject_holdout(frame:pd.DataFrame, fraction:float, seed:int, tries:int=300) -> tuple[np.ndarray, np.ndarray]:
     "Hold out whole subjects of each class so that each class loses as close to `fraction` of its images as possible."

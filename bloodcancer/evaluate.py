@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write, package_versions
+from .core import PAPER, RECIPES, InvalidValueError, MissingFileError, UserError, atomic_write, package_versions
 from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
 from .runs import RunFolder, RunFolderError
 
@@ -866,8 +866,7 @@ def write_model_card(run:str|Path, # A run folder
              f"- split: {SPLIT_LABELS.get(config.get('split'), config.get('split'))}{fold}, seed {config.get('seed')}",
              f"- images: {config.get('n_images')}", "",
              "## Recipe and settings", "", f"- recipe: {config.get('recipe', 'paper')}; " + ", ".join(
-                 f"{k} {config.get(k)}" for k in ("augmentations", "monitor", "label_smoothing", "schedule",
-                                                   "batch_size", "learning_rate") if k in config), "",
+                 f"{k} {config.get(k)}" for k in (*RECIPES["paper"], "batch_size") if k in config), "",
              "## Metrics (95% bootstrap intervals over patients)", "", *_card_metrics(run), "",
              "## Limits", "",
              "- Trained on C-NMC-style single-cell crops (segmented, stain-normalised, black background); other "

@@ -21,14 +21,14 @@ from .models import model_spec
 from .data import CLASSES, LABEL_INDEX, DataValidationError, ValidationReport, dataset_of_files
 
 # %% auto #0
-__all__ = ['INPUT_SCALINGS', 'DENOISE_METHODS', 'BACKGROUND_LEVEL', 'STAIN_NAMES', 'INPUT_MODES', 'OD_MAX', 'CONTRAST_RANGE',
-           'AUGMENTATIONS', 'PAPER_AUGMENTATIONS', 'STAIN_SCALE_RANGE', 'STAIN_SHIFT_RANGE', 'BRIGHTNESS_RANGE',
-           'GAMMA_RANGE', 'BLUR_SIGMA_RANGE', 'SCALE_RANGE', 'MIXUP_ALPHA', 'SHUFFLE_BUFFER', 'input_scaling',
-           'scale_for_model', 'load_image', 'resize_image', 'denoise_image', 'background_mask', 'stretch_contrast',
-           'stain_channels', 'to_input_mode', 'preprocess_image', 'augment_images', 'augmentation_names',
-           'shift_stains', 'stain_jitter', 'adjust_brightness_gamma', 'brightness_gamma', 'blur_cells', 'slight_blur',
-           'zoom_cells', 'scale_jitter', 'mixup', 'augment_batch', 'augmentation_figure', 'labels_of', 'class_weights',
-           'check_readable', 'make_dataset', 'preprocessing_figure']
+__all__ = ['INPUT_SCALINGS', 'DENOISE_METHODS', 'BACKGROUND_LEVEL', 'STAIN_NAMES', 'GRAY_WORLD_LEVEL', 'INPUT_MODES', 'OD_MAX',
+           'CONTRAST_RANGE', 'AUGMENTATIONS', 'PAPER_AUGMENTATIONS', 'STAIN_SCALE_RANGE', 'STAIN_SHIFT_RANGE',
+           'BRIGHTNESS_RANGE', 'GAMMA_RANGE', 'BLUR_SIGMA_RANGE', 'SCALE_RANGE', 'MIXUP_ALPHA', 'SHUFFLE_BUFFER',
+           'input_scaling', 'scale_for_model', 'load_image', 'resize_image', 'denoise_image', 'background_mask',
+           'stretch_contrast', 'stain_channels', 'gray_world', 'to_input_mode', 'preprocess_image', 'augment_images',
+           'augmentation_names', 'shift_stains', 'stain_jitter', 'adjust_brightness_gamma', 'brightness_gamma',
+           'blur_cells', 'slight_blur', 'zoom_cells', 'scale_jitter', 'mixup', 'augment_batch', 'augmentation_figure',
+           'labels_of', 'class_weights', 'check_readable', 'make_dataset', 'preprocessing_figure']
 
 # %% ../nbs/02_preprocess.ipynb #14769048
 INPUT_SCALINGS = ("0-255", "-1..1", "caffe")
@@ -140,17 +140,33 @@ def stain_channels(image:np.ndarray, # RGB uint8 image (H, W, 3) of a cell on bl
     stains[background_mask(image)] = 0
     return stains
 
+# %% ../nbs/02_preprocess.ipynb #c53f96b5
+GRAY_WORLD_LEVEL = 64 # Mean of each channel over a cell's pixels after `gray_world` (C-NMC cells: 25 to 100)
+
+def gray_world(image:np.ndarray, # RGB uint8 image (H, W, 3) of a cell on black
+               level:float=GRAY_WORLD_LEVEL, # The mean each channel of the cell pixels gets
+              ) -> np.ndarray:
+    "Scale each channel so the mean of the cell's pixels is `level`: a per-cell colour balance; background stays black."
+    image = _as_rgb_uint8(image)
+    background = background_mask(image)
+    if background.all(): return image.copy()
+    means = image[~background].mean(axis=0)
+    balanced = image * (level / np.maximum(means, 1))
+    balanced[background] = 0
+    return np.clip(balanced + 0.5, 0, 255).astype(np.uint8)
+
 # %% ../nbs/02_preprocess.ipynb #6568b954
-INPUT_MODES = ("rgb", "stain", "rgb+stain")
+INPUT_MODES = ("rgb", "stain", "rgb+stain", "rgb-grayworld")
 OD_MAX = math.log10(256) # Optical density of the darkest 8-bit pixel (value 0 read as 1/256 transmitted)
 
 def to_input_mode(image:np.ndarray, # RGB uint8 image (H, W, 3)
-                  mode:str="rgb", # `rgb`, `stain` or `rgb+stain`
+                  mode:str="rgb", # From `INPUT_MODES`
                  ) -> np.ndarray:
     "The 3-channel uint8 image (0-255) a model gets in input `mode`."
     _check_choice(mode, INPUT_MODES, "input_mode")
     image = _as_rgb_uint8(image)
     if mode == "rgb": return image
+    if mode == "rgb-grayworld": return gray_world(image)
     density = np.clip(stain_channels(image) * (255 / OD_MAX) + 0.5, 0, 255).astype(np.uint8)
     if mode == "stain": return density
     return np.dstack([cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), density[..., 0], density[..., 1]])
@@ -625,7 +641,7 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
                  augment:bool|None=None, # Apply `augmentations`; None: when `training`
                  augmentations=PAPER_AUGMENTATIONS, # `AUGMENTATIONS` names used to augment (the paper's set)
                  denoise:str="median", # From `DENOISE_METHODS`
-                 input_mode:str="rgb", # `rgb`, `stain` or `rgb+stain` (C-NMC comes stain-normalised already)
+                 input_mode:str="rgb", # From `INPUT_MODES` (C-NMC comes stain-normalised already)
                  epochs:tuple|None=None, # Training: (first, end) epochs in one dataset, each shuffled by its number
                  steps_per_epoch:int=0, # With `epochs`: batches per epoch (0: one pass over `frame`)
                  class_weight:dict|None=None, # {class index: weight}: also yield each image's weight (sample weights)

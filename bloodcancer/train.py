@@ -30,10 +30,10 @@ from .preprocess import class_weights, make_dataset
 from .runs import RunFolder, check_run, default_run_name
 
 # %% auto #0
-__all__ = ['choose_strategy', 'make_strategy', 'data_fingerprint', 'git_commit', 'ResumableEarlyStopping',
+__all__ = ['RECALIBRATION_IMAGES', 'choose_strategy', 'make_strategy', 'data_fingerprint', 'git_commit', 'ResumableEarlyStopping',
            'ResumableReduceLROnPlateau', 'BestCheckpoint', 'RandomState', 'epoch_line', 'current_learning_rate',
            'RunHistory', 'data_description', 'curves_title', 'plot_training_curves', 'recalibrate_batch_norm',
-           'backed_up_epochs', 'train', 'train_folds']
+           'RecalibratedValidation', 'backed_up_epochs', 'train', 'train_folds']
 
 # %% ../nbs/03_train.ipynb #3135e107
 def _tpu_present() -> bool:
@@ -290,6 +290,14 @@ def recalibrate_batch_norm(model, # tf_keras model whose batch-norm layers get n
         for layer, momentum in zip(layers, momenta): layer.momentum = momentum
     return used
 
+# %% ../nbs/03_train.ipynb #39f8f4b7
+RECALIBRATION_IMAGES = 200 # Training images whose batch-norm statistics are set before each validation
+
+class RecalibratedValidation(keras.callbacks.Callback):
+    "Before each validation, the batch-norm statistics set to those of `images` (`recalibrate_batch_norm`)."
+    def __init__(self, images): super().__init__(); self.images = images
+    def on_test_begin(self, logs=None): recalibrate_batch_norm(self.model, self.images)
+
 # %% ../nbs/03_train.ipynb #6ec89b78
 def _say(config:TrainConfig, text:str):
     "Print `text` unless the run is silent (`verbose=0`)."
@@ -332,8 +340,9 @@ def _split_from_file(path:str) -> pd.DataFrame:
 # %% ../nbs/03_train.ipynb #0dd1c594
 def _paper_config(config:TrainConfig) -> PaperConfig:
     "The paper's settings with this run's overrides (the head and the callbacks read it)."
+    penalties = {k: getattr(PAPER, k) * config.head_regularization for k in ("l2_kernel", "l1_activity", "l1_bias")}
     return PAPER.replace(**{k: getattr(config, k) for k in ("image_size", "batch_size", "epochs", "learning_rate",
-                                                             "seed", "validation_fraction")})
+                                                             "seed", "validation_fraction")}, **penalties)
 
 # %% ../nbs/03_train.ipynb #e2d7c622
 def _run_record(config:TrainConfig, root:Path, index:pd.DataFrame, strategy_name:str, replicas:int) -> dict:
@@ -495,6 +504,18 @@ def _learning_rate(config:TrainConfig, steps_per_epoch:int):
     if config.schedule == "plateau": return config.learning_rate
     return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
 
+# %% ../nbs/03_train.ipynb #ffebb6d5
+def _recalibrated_validation(train_rows:pd.DataFrame, record:dict, config:TrainConfig, options:dict) -> list:
+    "The `RecalibratedValidation` callback of a run whose settings ask for it (one replica only), or none."
+    if not config.recalibrate_bn: return []
+    if record["replicas"] > 1:
+        _say(config, f"recalibrate_bn: not done on {record['replicas']} replicas; validation uses moving statistics")
+        return []
+    sample = train_rows.sample(min(len(train_rows), RECALIBRATION_IMAGES), random_state=config.seed)
+    images = make_dataset(sample, record["model"], config.image_size, record["global_batch_size"], labels=False,
+                          **options)
+    return [RecalibratedValidation(images)]
+
 # %% ../nbs/03_train.ipynb #9c3a7a55
 def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:TrainConfig, distribution,
          strategy_name:str, chief:bool, callbacks, started:float):
@@ -524,9 +545,10 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
                                 class_weight=balance, **options)
         if strategy_name == "multiworker": val_data = val_data.with_options(_sharding())
         standard = _callbacks(run, chief, first_epoch, paper, config)
+        recalibration = _recalibrated_validation(train_rows, record, config, options)
         net.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=first_epoch,
-                steps_per_epoch=steps, class_weight=class_weights(train_rows), callbacks=standard + list(callbacks),
-                verbose=1 if config.verbose == 1 else 0)
+                steps_per_epoch=steps, class_weight=class_weights(train_rows),
+                callbacks=recalibration + standard + list(callbacks), verbose=1 if config.verbose == 1 else 0)
         final_weights = net.get_weights()  # on every worker: under MultiWorkerMirroredStrategy reading is collective
     if chief:
         images = make_dataset(train_rows, record["model"], config.image_size, config.batch_size, labels=False,
