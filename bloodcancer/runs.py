@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import (FolderLock, InvalidValueError, TrainConfig, UserError, atomic_write, project_paths)
+from .core import (
+    RECIPES, FolderLock, InvalidValueError, TrainConfig, UserError, atomic_write, project_paths)
 from .data import load_split, save_split
 
 # %% auto #0
@@ -146,8 +147,9 @@ def check_run(run:RunFolder, # The run folder
         raise RunExistsError(f"{run.path} holds a complete run (finished {existing.get('finished', '?')}); runs are "
                              f"never overwritten. To train again, {fresh_name}.")
     if not existing.get("epochs_completed"): return "restart"
-    keys = (*TrainConfig.resume_names(), *RESUME_FACTS)
-    changed = {k: (existing.get(k), config.get(k)) for k in keys if existing.get(k) != config.get(k)}
+    keys, recipe = (*TrainConfig.resume_names(), *RESUME_FACTS), RECIPES.get(existing.get("recipe", "paper"), {})
+    earlier = {k: existing.get(k, recipe.get(k)) for k in keys}  # a setting newer than the run: its recipe's value
+    changed = {k: (earlier[k], config.get(k)) for k in keys if earlier[k] != config.get(k)}
     if changed:
         listed = "; ".join(f"{k}: {old!r} in the folder, {new!r} now" for k, (old, new) in changed.items())
         raise RunExistsError(f"{run.path} holds an unfinished run with other settings ({listed}). Resume it with its "
