@@ -877,6 +877,18 @@ def write_model_card(run:str|Path, # A run folder
              "- C-NMC's normal cells come from few donors; patient-level numbers rest on few patients.", ""]
     return atomic_write(run/"MODEL_CARD.md", "\n".join(lines))
 
+# %% ../nbs/04_evaluate.ipynb #95b85fe6
+def _check_fold_partition(folds:list[Path]):
+    "`RunFolderError` unless the folds' test sides are disjoint and cover their cells: folds of one assignment."
+    splits = [RunFolder(f).read_split() for f in folds]
+    tested = pd.concat([s.loc[s["split"].eq("test"), "path"] for s in splits])
+    twice, missed = tested[tested.duplicated()].unique(), set(splits[0]["path"]) - set(tested)
+    if len(twice) or missed:
+        raise RunFolderError(f"{folds[0].parent}: the folds' test sides do not partition the cells ({len(twice)} "
+                             f"tested by more than one fold, {len(missed)} by none), so they come from different fold "
+                             "assignments (another seed or data, or a bloodcancer version that drew folds otherwise). "
+                             "Train the folds again under a new run name.")
+
 # %% ../nbs/04_evaluate.ipynb #fbd1cc1f
 FOLD_METRICS = ("accuracy", "weighted_f1", "balanced_accuracy", "roc_auc", "subject_accuracy") # Shown per fold
 
@@ -898,6 +910,7 @@ def evaluate_folds(folder:str|Path, # `<outputs>/<run>/<model>/`, holding the `f
     if unfinished or len(folds) != configs[0].get("folds"):
         raise RunFolderError(f"{folder}: {len(folds)} of {configs[0].get('folds')} folds trained, unfinished: "
                              f"{unfinished or 'none'}; finish them (train_folds resumes) before pooling")
+    _check_fold_partition(folds)
     pooled, per_fold = [], []
     for number, (fold, config) in enumerate(zip(folds, configs), 1):
         scored = RunFolder(fold).eval_dir("test")/"predictions.csv"

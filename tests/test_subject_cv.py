@@ -104,3 +104,23 @@ def test_a_fold_needs_a_subject_split_and_a_fold_number():
     with pytest.raises(ValueError, match="needs split='subject'"): TrainConfig(folds=3)
     from bloodcancer.train import train
     with pytest.raises(ValueError, match="choose the fold to train"): train(split="subject", folds=3)
+
+
+def test_folds_of_different_assignments_are_not_pooled(cv_run, tmp_path):
+    "A fold whose test side overlaps another's, or leaves cells untested, is refused with the counts."
+    from bloodcancer.evaluate import evaluate_folds
+    from bloodcancer.runs import RunFolderError
+    folds, _ = cv_run
+    mixed = Path(shutil.copytree(folds[0].parent, tmp_path/"AlexNet"))
+    first = pd.read_csv(mixed/"fold-1"/"split.csv", dtype=str, keep_default_na=False)
+    second = pd.read_csv(mixed/"fold-2"/"split.csv", dtype=str, keep_default_na=False)
+    moved = first.loc[first["split"].eq("test"), "path"].iloc[:2]  # two of fold 1's test cells, tested by fold 2 too
+    second.loc[second["path"].isin(moved), "split"] = "test"
+    second.to_csv(mixed/"fold-2"/"split.csv", index=False)
+    with pytest.raises(RunFolderError, match="2 tested by more than one fold, 0 by none"): evaluate_folds(mixed)
+    first.loc[first["path"].isin(moved), "split"] = "train"  # now tested by fold 2 only: a partition again
+    first.to_csv(mixed/"fold-1"/"split.csv", index=False)
+    third = pd.read_csv(mixed/"fold-3"/"split.csv", dtype=str, keep_default_na=False)
+    third.loc[third.index[third["split"].eq("test")][:1], "split"] = "train"
+    third.to_csv(mixed/"fold-3"/"split.csv", index=False)
+    with pytest.raises(RunFolderError, match="0 tested by more than one fold, 1 by none"): evaluate_folds(mixed)
