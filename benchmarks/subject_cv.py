@@ -32,6 +32,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 REPORTED = ("weighted_f1", "balanced_accuracy", "roc_auc") # Pooled metrics with a subject-bootstrap interval
+SETTINGS = ("batch_size", "input_mode") # Settings of a row besides the recipe fields (`RECIPES`)
 
 
 def parse_args(argv=None):
@@ -137,8 +138,8 @@ def cross_validate(name:str, # Row name: a recipe, or a candidate of the screeni
     configs = [json.loads((f/"config.json").read_text()) for f in folds]
     low, high = patient_interval(m["subject_calls"], n_boot, config.seed)
     resolved = config.resolved()
-    row = dict(name=name, recipe=config.recipe, **{k: getattr(resolved, k) for k in RECIPES[config.recipe]},
-               batch_size=resolved.batch_size, input_mode=resolved.input_mode,
+    settings = {k: getattr(resolved, k) for k in (*RECIPES[config.recipe], *SETTINGS)}
+    row = dict(name=name, recipe=config.recipe, **settings,
                model=configs[0]["model"], image_size=config.image_size, epochs=config.epochs, folds=config.folds,
                seed=config.seed, weights=config.weights, data=source, n_images=m["n_images"],
                n_subjects=m["n_subjects_scored"])
@@ -159,15 +160,13 @@ def cross_validate(name:str, # Row name: a recipe, or a candidate of the screeni
 
 def summary(row:dict) -> str:
     "The printed lines of one row: pooled metrics with intervals, patients, and the spread over the folds."
+    from bloodcancer.core import RECIPES
     interval = lambda k: f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]"
     spread = lambda k: f"{row[k + '_fold_mean']:.3f} +- {row[k + '_fold_sd']:.3f}"
     return "\n".join([
         f"{row['name']}: {row['model']} {row['image_size']} px, {row['epochs']} epochs, {row['folds']} subject folds, "
         f"seed {row['seed']}, weights {row['weights']}, on {row['data']}",
-        f"  settings: learning_rate={row['learning_rate']:g} batch_size={row['batch_size']} "
-        f"input_mode={row['input_mode']} "
-        f"augmentations={row['augmentations']} monitor={row['monitor']} label_smoothing={row['label_smoothing']} "
-        f"schedule={row['schedule']}",
+        "  settings: " + " ".join(f"{k}={row[k]}" for k in (*RECIPES["paper"], *SETTINGS) if k in row),
         f"  pooled out-of-fold ({row['n_images']} cells, 95% subject-bootstrap intervals): weighted F1 "
         f"{interval('weighted_f1')}, balanced accuracy {interval('balanced_accuracy')}, AUROC {interval('roc_auc')}",
         f"  patients called right: {row['subjects_right']} of {row['n_subjects']} = {interval('subject_accuracy')}",

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from subject_cv import ROOT, base_config, cross_validate, data_folder, hardware, summary  # noqa: E402
 
 ALL_NEW = "paper,stain,brightness,blur,scale" # Every new image augmentation but mixup
+ROBUST = dict(augmentations="paper,stain,brightness", learning_rate=3e-3) # The robust recipe's changes
 CANDIDATES = { # name -> settings changed from the paper recipe (the other recipe fields keep the paper's values)
     "paper": {},
     "first-guess": dict(augmentations=ALL_NEW, monitor="balanced_val_loss", label_smoothing=0.1, schedule="cosine"),
@@ -46,16 +47,14 @@ CANDIDATES = { # name -> settings changed from the paper recipe (the other recip
     "robust+batch16": dict(augmentations="paper,stain,brightness", batch_size=16),
     "robust+lr1e-2": dict(augmentations="paper,stain,brightness", learning_rate=1e-2),
     "robust+lr3e-3+cosine": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, schedule="cosine"),
-    # Patients still differ in brightness and stain strength: remove them from every cell (training and testing)
-    "robust+grayworld": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, input_mode="rgb-grayworld"),
+    # On top of the robust recipe (ROBUST). Patients still differ in brightness and stain strength: remove them
+    "robust+grayworld": ROBUST | dict(input_mode="rgb-grayworld"),
     # The paper's head penalties make up most of the loss from scratch (7.6 at the start, 1.5 after 12 epochs)
-    "robust+head-reg-0.1": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, head_regularization=0.1),
-    "robust+head-reg-0": dict(augmentations="paper,stain,brightness", learning_rate=3e-3, head_regularization=0.0),
+    "robust+head-reg-0.1": ROBUST | dict(head_regularization=0.1),
+    "robust+head-reg-0": ROBUST | dict(head_regularization=0.0),
     # Validation in inference mode read moving batch-norm statistics that lag the weights (val_accuracy stuck at 0.20)
-    "robust+recalibrated-validation": dict(augmentations="paper,stain,brightness", learning_rate=3e-3,
-                                           recalibrate_bn=True),
-    "robust+head-reg-0.1+recalibrated-validation": dict(augmentations="paper,stain,brightness", learning_rate=3e-3,
-                                                        head_regularization=0.1, recalibrate_bn=True),
+    "robust+recalibrated-validation": ROBUST | dict(recalibrate_bn=True),
+    "robust+head-reg-0.1+recalibrated-validation": ROBUST | dict(head_regularization=0.1, recalibrate_bn=True),
 }
 
 

@@ -515,7 +515,7 @@ def _grouped_folds(frame:pd.DataFrame, n_folds:int, seed:int) -> list[tuple[np.n
                                 f"class; this data has {per_class.to_dict()}. Use fewer folds, a larger test fraction, "
                                 "or the 'paper' protocol.")
     rng, sizes = np.random.default_rng(seed), frame["subject"].value_counts()
-    label_of = frame.groupby("subject")["label"].agg(lambda s: s.value_counts().idxmax())  # a mixed one: its larger
+    label_of = frame.groupby("subject")["label"].agg(lambda s: s.value_counts().idxmax())  # both classes: the larger
     fold_of = {}
     for label in sorted(label_of.unique()):
         filled = np.zeros(n_folds)  # cells of this class in each fold so far
