@@ -90,7 +90,7 @@ def data_folder(args) -> tuple[Path, str]:
 
 def base_config(args, data:Path):
     "The settings every candidate shares (the budget): model, size, epochs, seed, random start, subject folds."
-    from bloodcancer.core import TrainConfig
+    from bloodcancer.config import TrainConfig
     return TrainConfig(model=args.model, data=str(data), split="subject", folds=args.folds, image_size=args.image_size,
                        epochs=args.epochs, batch_size=args.batch_size, weights=args.weights, seed=args.seed,
                        outputs=str(Path(args.outputs).expanduser().resolve()), verbose=2,
@@ -126,7 +126,7 @@ def cross_validate(name:str, # Row name: a recipe, or a candidate of the screeni
                    n_boot:int=1000, # Subject-bootstrap replicates
                   ) -> dict:
     "Train the folds that are not complete yet, pool their out-of-fold predictions, and return the CSV row."
-    from bloodcancer.core import RECIPES
+    from bloodcancer.config import RECIPES
     from bloodcancer.evaluate import evaluate_folds
     from bloodcancer.train import train_folds
     config = config.replace(run_name=run_name(name, config))
@@ -160,7 +160,7 @@ def cross_validate(name:str, # Row name: a recipe, or a candidate of the screeni
 
 def summary(row:dict) -> str:
     "The printed lines of one row: pooled metrics with intervals, patients, and the spread over the folds."
-    from bloodcancer.core import RECIPES
+    from bloodcancer.config import RECIPES
     interval = lambda k: f"{row[k]:.3f} [{row[k + '_low']:.3f}, {row[k + '_high']:.3f}]"
     spread = lambda k: f"{row[k + '_fold_mean']:.3f} +- {row[k + '_fold_sd']:.3f}"
     return "\n".join([
@@ -178,7 +178,7 @@ def summary(row:dict) -> str:
 def main(argv=None):
     args = parse_args(argv)
     import pandas as pd
-    from bloodcancer.core import RECIPES
+    from bloodcancer.config import RECIPES
     unknown = [r for r in args.recipes if r not in RECIPES]
     if unknown: sys.exit(f"--recipes {' '.join(unknown)}: unknown; the recipes are {', '.join(RECIPES)}")
     data, source = data_folder(args)

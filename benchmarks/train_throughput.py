@@ -130,7 +130,8 @@ def hardware_of(device: str, smoke: bool = False) -> str:
 def standard_callbacks(folder: Path, model_name: str, image_size: int, batch: int) -> list:
     """`train`'s standard callbacks (`bloodcancer.train._callbacks`, a new run's) writing into the run folder `folder`
     (made here with a config.json of its own: the history callback updates it)."""
-    from bloodcancer.core import PAPER, TrainConfig
+    from bloodcancer.config import TrainConfig
+    from bloodcancer.core import PAPER
     from bloodcancer.runs import RunFolder
     from bloodcancer.train import _callbacks
     config = TrainConfig(model=model_name, image_size=image_size, batch_size=batch, weights="none", verbose=0)

@@ -75,7 +75,7 @@ def parse_args(argv=None):
 
 def train_run(split_file: Path, outputs: Path, run_name: str, seed: int, args):
     "Train one run with `bloodcancer.train.train` on the given split; return (its folder, training seconds, epochs)."
-    from bloodcancer.core import TrainConfig
+    from bloodcancer.config import TrainConfig
     from bloodcancer.runs import RunFolder
     from bloodcancer.train import train
     config = TrainConfig(model="AlexNet", data=str(args.data), split="subject", image_size=args.image_size,

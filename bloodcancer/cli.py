@@ -12,7 +12,8 @@ import inspect
 import sys
 from pathlib import Path
 
-from .core import CNMC_IMAGE_SIZE, TrainConfig, UserError, docments_of, resolve_choices
+from .config import TrainConfig, docments_of
+from .core import CNMC_IMAGE_SIZE, UserError
 
 # %% auto #0
 __all__ = ['add_options', 'build_parser', 'main']
@@ -36,7 +37,7 @@ def add_options(parser:argparse.ArgumentParser, # The (sub)parser to add to
     "Add one option per parameter of `source`, with its type, default, help text and allowed values."
     helps, choices, defaults = docments_of(source), choices or {}, defaults or {}
     if dataclasses.is_dataclass(source):
-        items = [(f.name, f.type, f.default, resolve_choices(f.metadata.get("choices")))
+        items = [(f.name, f.type, f.default, f.metadata.get("choices"))
                  for f in dataclasses.fields(source)]
     else:
         items = [(p.name, p.annotation, p.default, None) for p in inspect.signature(source).parameters.values()

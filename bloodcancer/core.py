@@ -7,31 +7,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib
 import importlib.util
-import inspect
-import io
 import json
-import numbers
 import os
 import platform
 import random
 import sys
-import textwrap
 import time
-import tokenize
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'PACKAGES', 'TF_KERAS_MINORS', 'COLAB_READY_ENV', 'RUN_DIRECTIVE', 'RECIPES',
-           'MONITORS', 'SCHEDULES', 'CNMC_IMAGE_SIZE', 'MAX_IMAGE_SIZE', 'ProjectPaths', 'project_paths', 'PaperConfig',
-           'seed_everything', 'in_colab', 'accelerators', 'package_versions', 'tf_keras_requirement',
-           'runtime_requirements', 'colab_setup', 'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write',
-           'FolderLockedError', 'FolderLock', 'declare_run_mode', 'option', 'docments_of', 'resolve_choices',
-           'TrainConfig']
+__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'CNMC_IMAGE_SIZE', 'PACKAGES', 'TF_KERAS_MINORS', 'COLAB_READY_ENV',
+           'RUN_DIRECTIVE', 'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything', 'in_colab',
+           'accelerators', 'package_versions', 'tf_keras_requirement', 'runtime_requirements', 'colab_setup',
+           'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write', 'FolderLockedError', 'FolderLock',
+           'declare_run_mode']
 
 # %% ../nbs/00_core.ipynb #0ac2299d
 DATA_ENV, OUTPUTS_ENV = "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS"
@@ -93,6 +86,9 @@ class PaperConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 PAPER = PaperConfig()
+
+# %% ../nbs/00_core.ipynb #4e0849e0
+CNMC_IMAGE_SIZE = 450 # Side of a C-NMC cell image in pixels (its final test phase also has 600)
 
 # %% ../nbs/00_core.ipynb #0e688bb2
 def seed_everything(seed:int=PAPER.seed, # The seed
@@ -332,155 +328,3 @@ def declare_run_mode(examples:bool, # Run the notebook's examples and tests (Tru
     cleanup[:] = [t for t in cleanup if t is not _run_cells_only]
     if not examples: cleanup.append(_run_cells_only)
     return examples
-
-# %% ../nbs/00_core.ipynb #234fdc92
-def option(default, # The field's default value
-           choices:str|tuple|None=None, # Allowed values, or `module:NAME` of the constant that lists them
-           resume:bool=True, # Must be equal for an unfinished run to be resumed
-           minimum:float|None=None, # Smallest allowed value (numbers)
-           above:float|None=None, # The value must be larger than this (numbers)
-          ):
-    "A field of a configuration dataclass with what checks and command lines need to know about it."
-    return field(default=default, metadata=dict(choices=choices, resume=resume, minimum=minimum, above=above))
-
-# %% ../nbs/00_core.ipynb #87a3ddfb
-def docments_of(obj, # A function or a class
-               ) -> dict[str, str]:
-    "The comment after each parameter of a function or field of a class, `{name: comment}` (as nbdev's docments)."
-    try: source = textwrap.dedent(inspect.getsource(obj))
-    except (OSError, TypeError): return {}  # no source (a frozen application, say): no help texts
-    names = set(inspect.signature(obj).parameters) if callable(obj) else set()
-    if dataclasses.is_dataclass(obj): names |= {f.name for f in dataclasses.fields(obj)}
-    comments, line_names = {}, {}
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.NAME and token.string in names: line_names.setdefault(token.start[0], token.string)
-        elif token.type == tokenize.COMMENT and token.start[0] in line_names:
-            comments.setdefault(line_names[token.start[0]], token.string.lstrip("#").strip())
-    return comments
-
-# %% ../nbs/00_core.ipynb #fb1d092c
-def resolve_choices(choices:str|tuple|None) -> tuple|None:
-    "The allowed values of an `option`: the tuple itself, or the constant that `module:NAME` names."
-    if choices is None or isinstance(choices, tuple): return choices
-    module, name = choices.split(":")
-    return tuple(getattr(importlib.import_module(module), name))
-
-# %% ../nbs/00_core.ipynb #4fb8df20
-RECIPES = { # Each recipe's settings: the value a TrainConfig field left None takes
-    "paper": dict(learning_rate=PAPER.learning_rate, augmentations="paper", monitor="val_loss", label_smoothing=0.0,
-                  schedule="plateau", head_regularization=1.0, recalibrate_bn=False),
-    "robust": dict(learning_rate=3e-3, augmentations="paper,stain,brightness", monitor="val_loss", label_smoothing=0.0,
-                   schedule="plateau", head_regularization=1.0, recalibrate_bn=False),
-}
-MONITORS = ("val_loss", "balanced_val_loss") # What picks the best epoch: validation loss, or its class-balanced form
-SCHEDULES = ("plateau", "cosine") # Learning rate: halved on plateaus (the paper), or cosine decay over the epochs
-
-# %% ../nbs/00_core.ipynb #12c2e459
-CNMC_IMAGE_SIZE = 450 # Side of a C-NMC cell image in pixels (its final test phase also has 600)
-MAX_IMAGE_SIZE = 1024 # Largest model input in pixels: C-NMC cells are 450 px, so more only costs memory
-
-@dataclass(frozen=True)
-class TrainConfig:
-    "Everything one training run needs: `train`, its notebook, `bloodcancer train` and `config.json` derive from it."
-    model:str = option("ResNetRS50") # Registry name or alias (`ResNetRS50`, `ConvNeXt`, `EfficientNetB3`, ...)
-    data:str = option("kaggle") # "kaggle", a folder (Kaggle or TCIA download, or all/ and hem/ subfolders) or a zip
-    split:str = option("paper", "bloodcancer.data:PROTOCOLS") # Split protocol
-    image_size:int = option(PAPER.image_size, minimum=1) # Side of the square model input, in pixels
-    batch_size:int = option(PAPER.batch_size, minimum=1) # Images per step on each replica
-    epochs:int = option(PAPER.epochs, minimum=1) # Maximum number of epochs
-    learning_rate:float|None = option(None, above=0) # Initial learning rate of Adamax; None: the recipe's
-    weights:str|None = option("imagenet") # "imagenet", "none" (random start) or a weights file
-    seed:int = option(PAPER.seed, minimum=0) # Seed of the split, initialisation, shuffling and augmentation
-    outputs:str = option("", resume=False) # Outputs folder ("": `$BLOODCANCER_OUTPUTS` or `./outputs`)
-    run_name:str = option("", resume=False) # Run folder under outputs ("": `<dataset>-<split>-seed<seed>`)
-    mixed_precision:bool = option(False) # Compute in float16 (bfloat16 on TPU), keep the variables in float32
-    jit_compile:bool = option(False) # Compile the training step with XLA
-    strategy:str = option("auto", ("auto", "default", "mirrored", "multiworker", "tpu"), resume=False) # tf.distribute
-    validation_fraction:float = option(PAPER.validation_fraction) # Part of the training side held out for validation
-    steps_per_epoch:int = option(0, minimum=0) # Training steps per epoch (0: one pass over the training split)
-    max_images:int = option(0, minimum=0) # Use at most this many images, drawn before splitting (0: all)
-    denoise:str = option("median", "bloodcancer.preprocess:DENOISE_METHODS") # Denoising filter
-    input_mode:str = option("rgb", "bloodcancer.preprocess:INPUT_MODES") # Input channels
-    verbose:int = option(1, (0, 1, 2), resume=False) # 0 silent, 1 progress bars, 2 one line per epoch
-    recipe:str = option("paper", tuple(RECIPES)) # Training recipe (`RECIPES`): the paper's, or `robust`
-    augmentations:str|None = option(None) # Comma-separated `bloodcancer.preprocess.AUGMENTATIONS`; None: the recipe's
-    monitor:str|None = option(None, MONITORS) # What picks the best epoch and drives the schedule; None: the recipe's
-    label_smoothing:float|None = option(None, minimum=0) # Label smoothing of the loss; None: the recipe's
-    schedule:str|None = option(None, SCHEDULES) # Learning-rate schedule; None: the recipe's
-    head_regularization:float|None = option(None, minimum=0) # Scale of the head's penalties; None: the recipe's
-    recalibrate_bn:bool|None = option(None) # Batch-norm statistics renewed before each validation; None: the recipe's
-    folds:int = option(0, minimum=0) # Subject k-fold cross-validation: number of folds (0: one split)
-    fold:int = option(0, minimum=0) # With `folds`: the fold held out for testing, from 1 to `folds`
-    split_file:str = option("") # A split.csv (path, label, subject, split) to train with instead of making a split
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self): object.__setattr__(self, f.name, _field_value(f, getattr(self, f.name)))
-        self._check()
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        "The field names: the papermill parameters of the training notebook."
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def resume_names(cls) -> tuple[str, ...]:
-        "The fields that must be equal for an unfinished run to be resumed."
-        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["resume"])
-
-    @classmethod
-    def choices(cls, name:str) -> tuple|None:
-        "The allowed values of field `name` (None: any value of its type)."
-        return resolve_choices(next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"])
-
-    def replace(self, **changes) -> TrainConfig:
-        "A copy with `changes`; unknown names raise an error that lists the known ones."
-        unknown = sorted(set(changes) - set(self.names()))
-        if unknown: raise InvalidValueError(f"unknown option(s) {unknown}; the options are: {', '.join(self.names())}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict: return dataclasses.asdict(self)
-
-    def resolved(self) -> TrainConfig:
-        "A copy with every field left None set to its recipe's value."
-        return self.replace(**{k: v for k, v in RECIPES[self.recipe].items() if getattr(self, k) is None})
-
-    def _check(self):
-        "The checks that involve more than one field, or the model registry."
-        if not 0 < self.validation_fraction < 1:
-            raise InvalidValueError(f"validation_fraction={self.validation_fraction!r} must be between 0 and 1: early "
-                                    "stopping, the learning-rate schedule and the best epoch are chosen on it")
-        from bloodcancer.models import check_input_size
-        check_input_size(self.model, self.image_size)
-        if self.augmentations is not None:
-            from bloodcancer.preprocess import augmentation_names
-            augmentation_names(self.augmentations)
-        if self.folds and self.split != "subject":
-            raise InvalidValueError(f"folds={self.folds} needs split='subject': cross-validation holds out patients")
-        if self.folds == 1 or self.fold > self.folds:
-            raise InvalidValueError(f"fold={self.fold} of folds={self.folds}: use folds >= 2 and a fold from 1 "
-                                    "to folds")
-        if self.split_file and self.folds:
-            raise InvalidValueError("split_file and folds both choose the split: give one of them")
-        if self.image_size > MAX_IMAGE_SIZE:
-            raise InvalidValueError(f"image_size={self.image_size} is larger than {MAX_IMAGE_SIZE}: C-NMC cells are "
-                                    f"{CNMC_IMAGE_SIZE} pixels, so a larger input adds no detail, only memory "
-                                    "(the paper uses 224)")
-
-# %% ../nbs/00_core.ipynb #f9346a15
-_KINDS = {"int": (numbers.Integral, "a whole number"), "float": (numbers.Real, "a number"),
-          "bool": (bool, "True or False"), "str": ((str, os.PathLike), "text")}
-
-def _field_value(f:dataclasses.Field, value):
-    "`value` as field `f` stores it (Python int, float or str), or `InvalidValueError` when it does not suit `f`."
-    kinds = [k.strip() for k in str(f.type).split("|")]
-    if value is None and "None" in kinds: return None
-    accepted, described = _KINDS[kinds[0]]
-    if (isinstance(value, bool) and kinds[0] != "bool") or not isinstance(value, accepted):
-        raise InvalidValueError(f"{f.name}={value!r} must be {described}, e.g. {f.default!r}")
-    value = {"int": int, "float": float, "bool": bool, "str": str}[kinds[0]](value)
-    low, above, choices = f.metadata["minimum"], f.metadata["above"], resolve_choices(f.metadata["choices"])
-    if low is not None and value < low: raise InvalidValueError(f"{f.name}={value!r} must be >= {low}")
-    if above is not None and not value > above: raise InvalidValueError(f"{f.name}={value!r} must be > {above}")
-    if choices is not None and value not in choices:
-        raise InvalidValueError(f"{f.name}={value!r}: choose one of {', '.join(map(str, choices))}")
-    return value

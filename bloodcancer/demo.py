@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import bloodcancer
-from .core import FolderLock, TrainConfig
+from .config import TrainConfig
+from .core import FolderLock
 
 # %% auto #0
 __all__ = ['DEMO_CACHE_DAYS', 'TINY_MODELS', 'DEV_CELLS_ENV', 'demo_cache', 'tiny_cnmc', 'tiny_run', 'tiny_outputs', 'dev_cells']

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import PAPER, RECIPES, InvalidValueError, MissingFileError, UserError, atomic_write, package_versions
+from .config import RECIPES
+from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write, package_versions
 from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
 from .runs import RunFolder, RunFolderError
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .core import (PAPER, FolderLock, InvalidValueError, TrainConfig, UserError, atomic_write,
-                              project_paths)
+from .config import TrainConfig
+from .core import PAPER, FolderLock, InvalidValueError, UserError, atomic_write, project_paths
 from .models import PAPER_MODELS, model_spec
 from .runs import RunFolder
 

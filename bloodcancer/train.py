@@ -22,8 +22,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 import bloodcancer
-from .core import (PAPER, InvalidValueError, MissingFileError, PaperConfig, TrainConfig, UserError,
-                              atomic_write, package_versions, project_paths, seed_everything)
+from .config import TrainConfig
+from .core import (PAPER, InvalidValueError, MissingFileError, PaperConfig, UserError, atomic_write,
+                              package_versions, project_paths, seed_everything)
 from .data import CLASSES, DATASET_LABELS, download_cnmc, index_dataset, make_split, validate_images
 from .models import build_model, load_weights_file, model_spec, resolve_weights, save_model
 from .preprocess import class_weights, make_dataset

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bloodcancer.core import RECIPES
+from bloodcancer.config import RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT/"benchmarks"/"subject_cv.py"

@@ -40,7 +40,7 @@ def test_every_registry_model_exists_in_keras():
 
 def test_reading_the_contract_imports_no_tensorflow():
     script = ("import sys; from bloodcancer.models import model_spec; import bloodcancer.pipeline, bloodcancer.runs, "
-              "bloodcancer.cli; from bloodcancer.core import TrainConfig; TrainConfig(model='VGG19', image_size=64); "
+              "bloodcancer.cli; from bloodcancer.config import TrainConfig; TrainConfig(model='VGG19', image_size=64); "
               "spec = model_spec('Inception_v3'); print(spec.input_scaling, spec.min_size, spec.feature_layer); "
               "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
     found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

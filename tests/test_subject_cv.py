@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bloodcancer.core import RECIPES, TrainConfig
+from bloodcancer.config import RECIPES, TrainConfig
 from bloodcancer.data import index_dataset, make_split, make_synthetic_cnmc
 
 
