@@ -202,7 +202,7 @@ def pipeline_frame(args: dict):
 
 def child_input_pipeline(rows: Rows, args: dict):
     import tensorflow as tf
-    from bloodcancer.preprocess import make_dataset
+    from bloodcancer.preprocess import InputContract, make_dataset
     cfg, deadline = args["cfg"], args["deadline"]
     frame, described = pipeline_frame(args)
     for path in set(frame["path"]): Path(path).read_bytes()  # from the page cache, as in any epoch after the first read
@@ -215,7 +215,7 @@ def child_input_pipeline(rows: Rows, args: dict):
         return n, time.perf_counter() - start
 
     start = time.perf_counter()
-    dataset = make_dataset(frame, cfg["model"], image_size=size, batch_size=batch, training=True)
+    dataset = make_dataset(frame, InputContract(cfg["model"], size), batch_size=batch, training=True)
     n, _ = epoch(dataset)
     seconds = time.perf_counter() - start  # the build and the file check count
     rows.add(**base, images_per_s=round(n / seconds, 1), seconds=round(seconds, 2),

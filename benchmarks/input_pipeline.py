@@ -125,7 +125,7 @@ def main(argv=None):
     data = smoke_cells() if args.smoke and args.data is None else cells_folder(args.data)
     import tensorflow as tf
     from bloodcancer.data import index_dataset
-    from bloodcancer.preprocess import make_dataset
+    from bloodcancer.preprocess import InputContract, make_dataset
 
     index = index_dataset(data)
     frame = index[index["label"].isin(["all", "hem"]) & index["problem"].eq("")].reset_index(drop=True)
@@ -148,8 +148,8 @@ def main(argv=None):
         runs["opencv"].append(timed(raw_opencv_run))
         built = {}
         def first_epoch():
-            built["dataset"] = make_dataset(frame, args.model, image_size=args.image_size, batch_size=args.batch_size,
-                                            training=True)
+            built["dataset"] = make_dataset(frame, InputContract(args.model, args.image_size),
+                                            batch_size=args.batch_size, training=True)
             assert consume(built["dataset"]) == n
         runs["first"].append(timed(first_epoch))
         runs["cached"] += [timed(lambda: consume(built["dataset"])) for _ in range(max(1, args.epochs - 1))]

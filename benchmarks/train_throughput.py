@@ -158,7 +158,7 @@ def versus_plain(args, out: Path) -> int:
     from bloodcancer.core import PAPER, seed_everything
     from bloodcancer.data import index_dataset, make_synthetic_cnmc
     from bloodcancer.models import build_model
-    from bloodcancer.preprocess import class_weights, make_dataset
+    from bloodcancer.preprocess import InputContract, class_weights, make_dataset
     from bloodcancer.runs import RunFolder
     from bloodcancer.train import train
 
@@ -189,8 +189,9 @@ def versus_plain(args, out: Path) -> int:
         net.compile(optimizer=keras.optimizers.Adamax(PAPER.learning_rate), loss="categorical_crossentropy",
                     metrics=["accuracy"])
         train_rows, val_rows = split[split["split"].eq("train")], split[split["split"].eq("val")]
-        train_data = make_dataset(train_rows, model_name, args.image_size, batch, training=True, seed=args.seed)
-        val_data = make_dataset(val_rows, model_name, args.image_size, batch, training=False, seed=args.seed)
+        contract = InputContract(model_name, args.image_size)
+        train_data = make_dataset(train_rows, contract, batch, training=True, seed=args.seed)
+        val_data = make_dataset(val_rows, contract, batch, training=False, seed=args.seed)
         clock = EpochClock()
         net.fit(train_data, validation_data=val_data, epochs=args.epochs, class_weight=class_weights(train_rows),
                 callbacks=list(extra_callbacks) + [clock], verbose=0)

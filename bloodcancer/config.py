@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .core import CNMC_IMAGE_SIZE, PAPER, InvalidValueError
 from .data import PROTOCOLS
 from .models import check_input_size
-from .preprocess import DENOISE_METHODS, INPUT_MODES, augmentation_names
+from .preprocess import DENOISE_METHODS, INPUT_MODES, InputContract, augmentation_names
 
 # %% auto #0
 __all__ = ['RECIPES', 'MONITORS', 'SCHEDULES', 'MAX_IMAGE_SIZE', 'option', 'docments_of', 'TrainConfig']
@@ -120,6 +120,11 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
+
+    @property
+    def contract(self) -> InputContract:
+        "How the run's images are prepared for its model: `bloodcancer.preprocess.InputContract`."
+        return InputContract.of(self)
 
     def resolved(self) -> TrainConfig:
         "A copy with every field left None set to its recipe's value."

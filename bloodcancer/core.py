@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #4b9f2bd1
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import importlib.util
@@ -13,6 +14,7 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,8 @@ import numpy as np
 __all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'CNMC_IMAGE_SIZE', 'PACKAGES', 'TF_KERAS_MINORS', 'COLAB_READY_ENV',
            'RUN_DIRECTIVE', 'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything', 'in_colab',
            'accelerators', 'package_versions', 'tf_keras_requirement', 'runtime_requirements', 'colab_setup',
-           'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_write', 'FolderLockedError', 'FolderLock',
-           'declare_run_mode']
+           'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_path', 'atomic_write', 'FolderLockedError',
+           'FolderLock', 'declare_run_mode']
 
 # %% ../nbs/00_core.ipynb #0ac2299d
 DATA_ENV, OUTPUTS_ENV = "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS"
@@ -225,20 +227,30 @@ class MissingFileError(UserError, FileNotFoundError):
     "A file or folder the user pointed at does not exist."
 
 # %% ../nbs/00_core.ipynb #b3d3a45e
+@contextlib.contextmanager
+def atomic_path(path:str|Path, # The file to (re)write
+                suffix:str="", # Ending the temporary name needs, e.g. `.keras` for Keras's own writers
+               ):
+    "A unique temporary path beside `path` to write to; renamed over `path` when the block succeeds, removed if not."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(handle)  # unique per writer, in processes and threads alike: two writers never share a partial file
+    partial = Path(name)
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
 def atomic_write(path:str|Path, # The file to (re)write
                  content:str|bytes, # Its whole new content
                 ) -> Path:
     "Replace `path` with `content` so that a reader sees the old file or the new one, never a part."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path) as partial:
         if isinstance(content, bytes): partial.write_bytes(content)
         else: partial.write_text(content, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        if partial.exists(): partial.unlink()
-    return path
+    return Path(path)
 
 # %% ../nbs/00_core.ipynb #17a97a70
 class FolderLockedError(UserError, RuntimeError):

@@ -29,13 +29,13 @@ from .core import (CNMC_IMAGE_SIZE, PAPER, InvalidValueError, MissingFileError, 
 __all__ = ['CLASSES', 'LABEL_INDEX', 'IMAGE_EXTENSIONS', 'KAGGLE_DATASET', 'PRELIM_FOLDER', 'FINAL_FOLDER', 'PRELIM_LABELS_CSV',
            'SYNTHETIC_MARKER', 'KNOWN_COUNTS', 'KNOWN_PRELIM_CLASSES', 'INDEX_COLUMNS', 'DATASET_LABELS',
            'MAX_IMAGE_PIXELS', 'REASONS', 'PROTOCOLS', 'MIN_VALIDATION_SUBJECTS', 'MIN_VALIDATION_CELLS',
-           'MAX_VALIDATION_SHARE', 'MAX_EXTRACTED_BYTES', 'MAX_COMPRESSION_RATIO', 'COMPLETE_MARKER', 'DataExistsError',
-           'CellName', 'parse_cell_name', 'index_dataset', 'dataset_of_files', 'check_known_counts', 'summarize_index',
-           'declared_size', 'check_pixel_count', 'DataValidationError', 'inspect_image', 'ValidationReport',
-           'validate_images', 'make_synthetic_cnmc', 'assert_no_shared_subjects', 'make_split', 'leakage_report',
-           'save_split', 'load_split', 'KaggleCredentialsError', 'UnsafeArchiveError', 'kaggle_credentials_found',
-           'CorruptArchiveError', 'ExtractionError', 'archive_fingerprint', 'is_extracted', 'extract_archive',
-           'download_cnmc']
+           'MAX_VALIDATION_SHARE', 'SPLIT_LABELS', 'MAX_EXTRACTED_BYTES', 'MAX_COMPRESSION_RATIO', 'COMPLETE_MARKER',
+           'DataExistsError', 'CellName', 'parse_cell_name', 'index_dataset', 'dataset_of_files', 'check_known_counts',
+           'summarize_index', 'declared_size', 'check_pixel_count', 'DataValidationError', 'inspect_image',
+           'ValidationReport', 'validate_images', 'make_synthetic_cnmc', 'assert_no_shared_subjects', 'make_split',
+           'leakage_report', 'save_split', 'load_split', 'describe_data', 'KaggleCredentialsError',
+           'UnsafeArchiveError', 'kaggle_credentials_found', 'CorruptArchiveError', 'ExtractionError',
+           'archive_fingerprint', 'is_extracted', 'extract_archive', 'download_cnmc']
 
 # %% ../nbs/01_data.ipynb #0894051d
 CLASSES = ("hem", "all") # Class names in output order: index 1 (`all`) is the positive class
@@ -666,6 +666,20 @@ def load_split(path:str|Path) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir(): path = path/"split.csv"
     return pd.read_csv(path, dtype=str, keep_default_na=False).astype({"seed": int})
+
+# %% ../nbs/01_data.ipynb #98e01907
+SPLIT_LABELS = {"paper": "paper split (random 70/30 by image: patients on both sides)",
+                "subject": "subject split (no patient on both sides)",
+                "official": "official split (training folds vs the prelim set)"}
+
+def describe_data(dataset:str, # `C-NMC`, `synthetic` or `folder`
+                  split:str, # Split protocol the model was trained under: `paper`, `subject` or `official`
+                  data_name:str="test", # `test`, `prelim`, or the name of an evaluated folder
+                 ) -> str:
+    "One line naming the data source, the part scored and the split protocol, for titles and captions."
+    part = {"test": "held-out test part", "prelim": "labelled prelim set",
+            "oof": "every cell out-of-fold (subject cross-validation)"}.get(data_name, f"folder '{data_name}'")
+    return f"{DATASET_LABELS.get(dataset, dataset)}, {part}; {SPLIT_LABELS.get(split, f'{split} split')}"
 
 # %% ../nbs/01_data.ipynb #e49e4454
 class KaggleCredentialsError(UserError, RuntimeError):

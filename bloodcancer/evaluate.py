@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import re
 import textwrap
@@ -17,222 +16,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import RECIPES
-from .core import PAPER, InvalidValueError, MissingFileError, UserError, atomic_write, package_versions
-from .data import CLASSES, DATASET_LABELS, LABEL_INDEX, index_dataset, load_split, validate_images
-from .runs import RunFolder, RunFolderError
+from .core import PAPER, InvalidValueError, MissingFileError, atomic_write, package_versions
+from .data import CLASSES, describe_data, index_dataset, validate_images
+from .metrics import (ECE_BINS, N_BOOT, POSITIVE, SUBJECT_RULE, _as_arrays, bootstrap_groups,
+                                 bootstrap_intervals, compute_metrics, expected_calibration_error,
+                                 negative_log_likelihood, per_subject_accuracy, reliability_table, subject_calls,
+                                 subject_metrics)
+from .predict import load_predictor, predict_probabilities
+from .runs import EVAL_FIGURES, EvalFolder, RunFolder, RunFolderError, RunRecord, write_model_card
 
 # %% auto #0
-__all__ = ['METRICS', 'POSITIVE', 'N_BOOT', 'SUBJECT_RULE', 'CLASS_COLOURS', 'ECE_BINS', 'TEMPERATURE_BOUNDS', 'SPLIT_LABELS',
-           'DISPLAY_ORDER', 'INTENDED_USE', 'FOLD_METRICS', 'metrics_from_counts', 'compute_metrics',
-           'resample_weights', 'bootstrap_intervals', 'mcnemar', 'per_subject_accuracy', 'subject_calls',
-           'subject_metrics', 'plot_subjects', 'reliability_table', 'expected_calibration_error',
-           'negative_log_likelihood', 'fit_temperature', 'apply_temperature', 'plot_reliability', 'describe_data',
-           'confusion_array', 'draw_confusion', 'plot_confusion', 'plot_roc', 'plot_examples', 'read_config',
-           'data_slug', 'ScoredData', 'select_data', 'training_overlap', 'check_evaluation_settings',
-           'classification_text', 'bootstrap_groups', 'evaluate_predictions', 'load_run_model', 'predict_probabilities',
-           'Evaluation', 'evaluate_run', 'write_model_card', 'evaluate_folds']
-
-# %% ../nbs/04_evaluate.ipynb #c75359da
-METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "f1_hem", "macro_f1", "weighted_f1",
-           "balanced_accuracy", "roc_auc")
-POSITIVE = "all"
-
-def _divide(numerator, denominator):
-    "numerator / denominator, NaN where the denominator is 0."
-    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
-
-def metrics_from_counts(tp, # `all` cells called `all` (a number or an array; weighted counts are fine)
-                        fp, # `hem` cells called `all`
-                        tn, # `hem` cells called `hem`
-                        fn, # `all` cells called `hem`
-                       ) -> dict:
-    "Every confusion-count metric of `METRICS` but `roc_auc`, element-wise; NaN where undefined."
-    positives, negatives = tp + fn, tn + fp
-    f1, f1_hem = _divide(2 * tp, 2 * tp + fp + fn), _divide(2 * tn, 2 * tn + fn + fp)
-    recall, specificity = _divide(tp, positives), _divide(tn, negatives)
-    by_class = np.where(positives > 0, positives * f1, 0) + np.where(negatives > 0, negatives * f1_hem, 0)
-    weighted = _divide(by_class, positives + negatives)
-    return dict(accuracy=_divide(tp + tn, positives + negatives), precision=_divide(tp, tp + fp), recall=recall,
-                specificity=specificity, f1=f1, f1_hem=f1_hem, macro_f1=(f1 + f1_hem) / 2, weighted_f1=weighted,
-                balanced_accuracy=(recall + specificity) / 2)
-
-# %% ../nbs/04_evaluate.ipynb #b5f0b4ee
-def _weighted_auc(y:np.ndarray, prob:np.ndarray, weights:np.ndarray) -> np.ndarray:
-    "ROC AUC of each row of `weights` (shape (replicates, n)): the weighted Mann-Whitney statistic, ties counted half."
-    order = np.argsort(prob, kind="mergesort")
-    sorted_prob, y, weights = prob[order], y[order], weights[:, order]
-    starts = np.flatnonzero(np.r_[True, sorted_prob[1:] != sorted_prob[:-1]])  # one block per distinct score
-    pos = np.add.reduceat(weights * y, starts, axis=1)
-    neg = np.add.reduceat(weights * (1 - y), starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    return _divide((pos * (below + 0.5 * neg)).sum(1), pos.sum(1) * neg.sum(1))
-
-def _as_arrays(y_true, prob) -> tuple[np.ndarray, np.ndarray]:
-    "Class indices (labels `hem`/`all` or 0/1) and probabilities of `all` as checked NumPy arrays."
-    y = np.asarray(y_true)
-    if y.dtype.kind in "OUS": y = pd.Series(y).map(LABEL_INDEX).to_numpy()
-    y, prob = np.asarray(y, float), np.asarray(prob, float)
-    if y.shape != prob.shape or y.ndim != 1:
-        raise InvalidValueError(f"y_true {y.shape} and prob {prob.shape} must be 1-D and the same length")
-    if np.isnan(y).any() or not np.isin(y, (0, 1)).all():
-        raise InvalidValueError(f"y_true must hold only {CLASSES} or 0/1 (all = 1)")
-    if np.isnan(prob).any() or (prob < 0).any() or (prob > 1).any():
-        raise InvalidValueError("prob must be probabilities of `all` in [0, 1]")
-    return y.astype(np.int64), prob
-
-def _replicate_metrics(y:np.ndarray, prob:np.ndarray, weights:np.ndarray, threshold:float) -> dict:
-    "All `METRICS` for every row of image weights (shape (replicates, n))."
-    called = prob >= threshold
-    indicators = np.stack([(y == 1) & called, (y == 0) & called, (y == 0) & ~called, (y == 1) & ~called], 1)
-    indicators = indicators.astype(float)
-    tp, fp, tn, fn = (weights @ indicators).T
-    return {**metrics_from_counts(tp, fp, tn, fn), "roc_auc": _weighted_auc(y.astype(float), prob, weights)}
-
-# %% ../nbs/04_evaluate.ipynb #9b2b069d
-def compute_metrics(y_true, # True classes: `hem`/`all` labels or 0/1 (`all` = 1)
-                    prob, # Probability of `all` for each image
-                    threshold:float=0.5, # Probability from which an image is called `all` (0.5: the argmax)
-                   ) -> dict:
-    "Every metric of `METRICS`, the confusion counts (`tp`, `fn`, `fp`, `tn`) and `n_images`, as plain floats and ints."
-    y, prob = _as_arrays(y_true, prob)
-    values = _replicate_metrics(y, prob, np.ones((1, len(y))), threshold)
-    called = prob >= threshold
-    counts = dict(tp=int(((y == 1) & called).sum()), fn=int(((y == 1) & ~called).sum()),
-                  fp=int(((y == 0) & called).sum()), tn=int(((y == 0) & ~called).sum()))
-    return {**{name: float(values[name][0]) for name in METRICS}, **counts, "n_images": int(len(y)),
-            "threshold": float(threshold)}
-
-# %% ../nbs/04_evaluate.ipynb #b7d969c1
-N_BOOT = 1000 # Bootstrap replicates of every interval (the percentile interval's 2.5% tail holds 25 of them)
-
-def resample_weights(groups, # Group (subject) of each image; each image is its own group when None
-                     n_boot:int=N_BOOT, # Number of replicates
-                     seed:int=0, # Seed
-                     strata=None, # Stratum of each image (e.g. its class): groups are drawn within their stratum
-                    ) -> np.ndarray:
-    "Image weights of `n_boot` bootstrap replicates that draw whole groups with replacement, shape (n_boot, n_images)."
-    rng = np.random.default_rng(seed)
-    n = len(groups)
-    codes = pd.factorize(pd.Series(list(groups)))[0] if n else np.zeros(0, int)
-    n_groups = codes.max() + 1 if n else 0
-    stratum_codes = np.zeros(n, int) if strata is None else pd.factorize(pd.Series(list(strata)))[0]
-    tally = np.zeros((n_groups, stratum_codes.max() + 1 if n else 1), int)
-    np.add.at(tally, (codes, stratum_codes), 1)
-    group_stratum = tally.argmax(1)  # a group belongs to the stratum of most of its images
-    counts = np.zeros((n_boot, n_groups), np.int64)
-    for stratum in np.unique(group_stratum):
-        members = np.flatnonzero(group_stratum == stratum)
-        counts[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=n_boot)
-    return counts[:, codes].astype(float)
-
-# %% ../nbs/04_evaluate.ipynb #bbaa550e
-def bootstrap_intervals(y_true, # True classes: `hem`/`all` or 0/1
-                        prob, # Probability of `all` for each image
-                        groups=None, # Subject of each image; None (or any empty subject) resamples images instead
-                        threshold:float=0.5, # Decision threshold on P(all)
-                        n_boot:int=N_BOOT, # Replicates
-                        confidence:float=0.95, # Coverage of the percentile intervals
-                        seed:int=PAPER.seed, # Seed
-                        stratify:bool=True, # Draw groups within their class, so every replicate has both classes
-                        chunk:int=250, # Replicates computed at once (bounds memory: chunk x n_images floats)
-                       ) -> dict:
-    "Percentile bootstrap intervals of every metric: `{unit, n_units, n_boot, ..., intervals: {metric: [low, high]}}`."
-    y, prob = _as_arrays(y_true, prob)
-    one_per_image = groups is not None and len(groups) == len(y)
-    by_subject = one_per_image and all(str(g) not in ("", "nan", "None") for g in groups)
-    units = list(map(str, groups)) if by_subject else list(range(len(y)))
-    replicates = {name: [] for name in METRICS}
-    for start in range(0, n_boot, chunk):
-        weights = resample_weights(units, min(chunk, n_boot - start), seed + start, y if stratify else None)
-        for name, values in _replicate_metrics(y, prob, weights, threshold).items(): replicates[name].append(values)
-    tail = (1 - confidence) / 2 * 100
-    intervals = {}
-    for name, values in replicates.items():
-        values = np.concatenate(values)
-        values = values[~np.isnan(values)]
-        if len(values): intervals[name] = [float(v) for v in np.percentile(values, [tail, 100 - tail])]
-        else: intervals[name] = [float("nan")] * 2
-    return dict(unit="subject" if by_subject else "image", n_units=len(set(units)), n_boot=int(n_boot),
-                confidence=float(confidence), stratified=bool(stratify), seed=int(seed), intervals=intervals)
-
-# %% ../nbs/04_evaluate.ipynb #86b20358
-def mcnemar(y_true, # True classes of the images both models scored
-            pred_a, # Model A's predicted classes (`hem`/`all` or 0/1)
-            pred_b, # Model B's predicted classes, same images, same order
-            exact:bool|None=None, # Exact binomial test; None chooses it when fewer than 25 images are discordant
-           ) -> dict:
-    "McNemar's test of two classifiers on paired predictions: counts of discordant images, statistic and p-value."
-    from scipy import stats
-    y, a, b = (np.asarray(pd.Series(np.asarray(v)).map(lambda s: LABEL_INDEX.get(s, s)), int)
-               for v in (y_true, pred_a, pred_b))
-    if not len(y) == len(a) == len(b):
-        raise InvalidValueError(f"McNemar needs paired predictions: {len(y)} labels, {len(a)} and {len(b)} predictions")
-    a_right, b_right = a == y, b == y
-    only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
-    discordant = only_a + only_b
-    exact = discordant < 25 if exact is None else exact
-    if discordant == 0: statistic, p_value = 0.0, 1.0
-    elif exact:
-        statistic = float(min(only_a, only_b))
-        p_value = float(min(1.0, 2 * stats.binom.cdf(min(only_a, only_b), discordant, 0.5)))
-    else:
-        statistic = float((abs(only_a - only_b) - 1) ** 2 / discordant)
-        p_value = float(stats.chi2.sf(statistic, 1))
-    return dict(n_images=int(len(y)), both_right=int((a_right & b_right).sum()), only_a_right=only_a,
-                only_b_right=only_b, both_wrong=int((~a_right & ~b_right).sum()), statistic=statistic, p_value=p_value,
-                method="exact binomial" if exact else "chi-squared with continuity correction")
-
-# %% ../nbs/04_evaluate.ipynb #c269112f
-def per_subject_accuracy(predictions:pd.DataFrame, # `subject`, `label`, `prediction` and `probability` columns
-                        ) -> pd.DataFrame:
-    "One row per subject: label(s), number of images, accuracy and mean P(all), worst subjects first."
-    known = predictions[predictions["subject"].astype(str).ne("")]
-    if known.empty: return pd.DataFrame(columns=["subject", "label", "n_images", "accuracy", "mean_probability"])
-    grouped = known.assign(correct=known["label"].eq(known["prediction"])).groupby("subject")
-    table = pd.DataFrame({"label": grouped["label"].agg(lambda s: "/".join(sorted(set(s)))),
-                          "n_images": grouped.size(), "accuracy": grouped["correct"].mean(),
-                          "mean_probability": grouped["probability"].mean()})
-    return table.reset_index().sort_values(["accuracy", "subject"]).reset_index(drop=True)
-
-# %% ../nbs/04_evaluate.ipynb #46c903b6
-SUBJECT_RULE = "mean P(all) of the patient's cells >= threshold" # How `subject_calls` calls a patient
-_SUBJECT_COLUMNS = ["subject", "label", "pure", "n_images", "mean_probability", "probability_q10",
-                    "probability_q90", "share_called_all", "call", "correct"]
-
-def subject_calls(predictions:pd.DataFrame, # `subject`, `label` and `probability` (of `all`) per cell
-                  threshold:float=0.5, # The cells' threshold: a patient is `all` when its mean P(all) reaches it
-                 ) -> pd.DataFrame:
-    "One row per patient (cells without a subject id are left out): true class, cells, mean and spread of P(all), call."
-    subjects = predictions["subject"].fillna("").astype(str)
-    known = predictions.assign(subject=subjects)[subjects.ne("")]
-    if known.empty: return pd.DataFrame(columns=_SUBJECT_COLUMNS)
-    grouped = known.groupby("subject", sort=True)
-    probability = grouped["probability"]
-    table = pd.DataFrame({"label": grouped["label"].agg(lambda s: s.value_counts().index[0]),  # the class of most cells
-                          "pure": grouped["label"].nunique().eq(1), "n_images": grouped.size(),
-                          "mean_probability": probability.mean(), "probability_q10": probability.quantile(0.1),
-                          "probability_q90": probability.quantile(0.9),
-                          "share_called_all": probability.agg(lambda p: float((p >= threshold).mean()))})
-    table["call"] = np.where(table["mean_probability"] >= threshold, POSITIVE, "hem")
-    table["correct"] = table["pure"] & table["label"].eq(table["call"])
-    table = table.reset_index().sort_values(["label", "mean_probability", "subject"])
-    return table.reset_index(drop=True)[_SUBJECT_COLUMNS]
-
-# %% ../nbs/04_evaluate.ipynb #e13db3a7
-def subject_metrics(calls:pd.DataFrame, # From `subject_calls`
-                   ) -> dict:
-    "`subject_accuracy`, `subject_balanced_accuracy`, `n_subjects_scored` (patients of one class only) and the rule."
-    scored = calls[calls["pure"].astype(bool)]
-    truth, called = scored["label"].eq(POSITIVE), scored["call"].eq(POSITIVE)
-    counts = [int(v.sum()) for v in (truth & called, ~truth & called, ~truth & ~called, truth & ~called)]
-    values = metrics_from_counts(*counts)
-    return dict(subject_accuracy=float(values["accuracy"]),
-                subject_balanced_accuracy=float(values["balanced_accuracy"]),
-                n_subjects_scored=int(len(scored)), n_subjects_all=int(truth.sum()),
-                n_subjects_hem=int((~truth).sum()), subject_rule=SUBJECT_RULE)
+__all__ = ['CLASS_COLOURS', 'DISPLAY_ORDER', 'FOLD_METRICS', 'plot_subjects', 'plot_reliability', 'confusion_array',
+           'draw_confusion', 'plot_confusion', 'plot_roc', 'plot_examples', 'data_slug', 'ScoredData', 'select_data',
+           'training_overlap', 'check_evaluation_settings', 'classification_text', 'evaluate_predictions', 'Evaluation',
+           'evaluate_run', 'evaluate_folds']
 
 # %% ../nbs/04_evaluate.ipynb #585629c8
 CLASS_COLOURS = {"all": "crimson", "hem": "steelblue"} # Class colours of the per-patient and calibration figures
@@ -270,90 +67,6 @@ def plot_subjects(predictions:pd.DataFrame, # `subject`, `label`, `probability` 
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_evaluate.ipynb #91b746ed
-ECE_BINS = 15 # Equal-width bins of P(all) on [0, 1] for the calibration error and the reliability diagram
-
-def reliability_table(y_true, # True classes: `hem`/`all` or 0/1
-                      prob, # P(all) per cell
-                      n_bins:int=ECE_BINS, # Equal-width bins on [0, 1]
-                     ) -> pd.DataFrame:
-    "Per bin of P(all): its edges, cells, mean P(all) and share of `all` cells (NaN in empty bins)."
-    y, prob = _as_arrays(y_true, prob)
-    if int(n_bins) != n_bins or n_bins < 1:
-        raise InvalidValueError(f"n_bins={n_bins!r}: give a whole number of bins, at least 1")
-    n_bins = int(n_bins)
-    bins = np.minimum((prob * n_bins).astype(np.int64), n_bins - 1)  # [k/n, (k+1)/n); 1.0 goes to the last bin
-    count = np.bincount(bins, minlength=n_bins)
-    edges = np.arange(n_bins + 1) / n_bins
-    return pd.DataFrame({"low": edges[:-1], "high": edges[1:], "n_images": count,
-                         "mean_probability": _divide(np.bincount(bins, prob, n_bins), count),
-                         "share_all": _divide(np.bincount(bins, y.astype(float), n_bins), count)})
-
-# %% ../nbs/04_evaluate.ipynb #ade05f5d
-def expected_calibration_error(y_true, # True classes: `hem`/`all` or 0/1
-                               prob, # P(all) per cell
-                               n_bins:int=ECE_BINS, # Equal-width bins on [0, 1]
-                              ) -> float:
-    "Mean over cells of |share of `all` - mean P(all)| in the cell's bin; 0 is perfectly calibrated."
-    table = reliability_table(y_true, prob, n_bins)
-    filled = table["n_images"] > 0
-    if not filled.any(): return float("nan")
-    gaps = (table["share_all"] - table["mean_probability"]).abs()[filled]
-    return float((gaps * table["n_images"][filled]).sum() / table["n_images"].sum())
-
-# %% ../nbs/04_evaluate.ipynb #4c2e1266
-TEMPERATURE_BOUNDS = (0.05, 20.0) # Range in which `fit_temperature` searches T
-_CLIP = 1e-7 # P(all) is clipped to [_CLIP, 1 - _CLIP] before taking its logit
-
-def _logit(prob:np.ndarray) -> np.ndarray:
-    prob = np.clip(np.asarray(prob, np.float64), _CLIP, 1 - _CLIP)
-    return np.log(prob) - np.log1p(-prob)
-
-def negative_log_likelihood(y_true, # True classes: `hem`/`all` or 0/1
-                            prob, # P(all) per cell
-                           ) -> float:
-    "Mean negative log-likelihood (natural log) of the labels under P(all), clipped as temperature scaling clips."
-    y, prob = _as_arrays(y_true, prob)
-    logit = _logit(prob)
-    return float(np.mean(np.logaddexp(0, logit) - y * logit))
-
-# %% ../nbs/04_evaluate.ipynb #678656fe
-def fit_temperature(y_true, # True classes of validation cells: `hem`/`all` or 0/1, both classes present
-                    prob, # P(all) of the same cells, from the model to calibrate
-                    bounds:tuple=TEMPERATURE_BOUNDS, # (lowest, highest) T searched
-                   ) -> float:
-    "The temperature T minimising the NLL of `y_true` under sigmoid(logit(P(all)) / T)."
-    from scipy.optimize import minimize_scalar
-    y, prob = _as_arrays(y_true, prob)
-    if len(set(y.tolist())) < 2:
-        found = f"all of class {CLASSES[y[0]]}" if len(y) else "none"
-        raise InvalidValueError(f"fit_temperature needs cells of both classes (got {len(y)} cells, {found}): "
-                                "fit it on a validation set that holds `all` and `hem` cells")
-    low, high = bounds
-    if not 0 < low < high < np.inf:
-        raise InvalidValueError(f"bounds={bounds!r}: give 0 < lowest < highest temperature")
-    logit = _logit(prob)
-    if not logit.any(): return 1.0  # every P(all) is 0.5: no temperature changes anything
-    def nll(log_t):
-        scaled = logit / np.exp(log_t)
-        return np.mean(np.logaddexp(0, scaled) - y * scaled)
-    found = minimize_scalar(nll, bounds=(np.log(low), np.log(high)), method="bounded", options=dict(xatol=1e-7))
-    return float(np.exp(found.x))
-
-# %% ../nbs/04_evaluate.ipynb #d58fc27b
-def apply_temperature(prob, # P(all) per cell (any shape)
-                      temperature:float, # T from `fit_temperature`; 1 changes nothing
-                     ) -> np.ndarray:
-    "P(all) recalibrated: sigmoid(logit(P(all)) / T)."
-    from scipy.special import expit
-    prob = np.asarray(prob, np.float64)
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise InvalidValueError(f"temperature={temperature!r}: a temperature is a positive number "
-                                "(1 leaves probabilities as they are)")
-    if ((prob < 0) | (prob > 1)).any(): raise InvalidValueError("prob must be probabilities of `all` in [0, 1]")
-    if temperature == 1: return prob.copy()
-    return expit(_logit(prob) / temperature)
-
 # %% ../nbs/04_evaluate.ipynb #c8a1c8ed
 def plot_reliability(y_true, # True classes
                      prob, # P(all)
@@ -378,20 +91,6 @@ def plot_reliability(y_true, # True classes
     below.set(xlabel="Predicted P(all)", ylabel="Cells")
     fig.tight_layout()
     return fig
-
-# %% ../nbs/04_evaluate.ipynb #98e01907
-SPLIT_LABELS = {"paper": "paper split (random 70/30 by image: patients on both sides)",
-                "subject": "subject split (no patient on both sides)",
-                "official": "official split (training folds vs the prelim set)"}
-
-def describe_data(dataset:str, # `C-NMC`, `synthetic` or `folder`
-                  split:str, # Split protocol the model was trained under: `paper`, `subject` or `official`
-                  data_name:str="test", # `test`, `prelim`, or the name of an evaluated folder
-                 ) -> str:
-    "One line naming the data source, the part scored and the split protocol, for titles and captions."
-    part = {"test": "held-out test part", "prelim": "labelled prelim set",
-            "oof": "every cell out-of-fold (subject cross-validation)"}.get(data_name, f"folder '{data_name}'")
-    return f"{DATASET_LABELS.get(dataset, dataset)}, {part}; {SPLIT_LABELS.get(split, f'{split} split')}"
 
 # %% ../nbs/04_evaluate.ipynb #08fe1e03
 DISPLAY_ORDER = ("all", "hem") # Order of the classes in confusion-matrix figures, as in the paper's Figs 14 and 15
@@ -492,12 +191,6 @@ def plot_examples(predictions:pd.DataFrame, # `path`, `label`, `prediction`, `pr
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_evaluate.ipynb #0de9576d
-def read_config(run:str|Path, # Run folder `outputs/<run>/<model>`
-               ) -> dict:
-    "The run's `config.json` (`bloodcancer.runs.RunFolder.read_config`: a clear error when it is not a run folder)."
-    return RunFolder(run).read_config()
-
 # %% ../nbs/04_evaluate.ipynb #1672046e
 def data_slug(folder:str|Path) -> str:
     "A folder-safe name for an evaluated folder (never `test` or `prelim`, which are reserved)."
@@ -516,37 +209,32 @@ class ScoredData:
     unlabelled:int = 0 # Images without a label, not scored
 
 # %% ../nbs/04_evaluate.ipynb #ed19d4ae
-def _run_data_folder(config:dict, run:Path) -> Path:
-    "The data folder the run was trained on, from its config.json."
-    for key in ("data_path", "data_root", "data"):
-        value = config.get(key)
-        if value and Path(str(value)).expanduser().is_dir(): return Path(str(value)).expanduser()
-    raise MissingFileError(f"The data folder of {run} (config.json data={config.get('data')!r}) is not on this "
-                           "machine; pass the folder to evaluate instead of 'prelim'")
+def _run_data_folder(record:RunRecord) -> Path:
+    "The data folder the run was trained on, from its record."
+    for value in (record.data_root, record.config.data):
+        if value and Path(value).expanduser().is_dir(): return Path(value).expanduser()
+    raise MissingFileError(f"The data folder of {record.path} (config.json data={record.config.data!r}) is not on "
+                           "this machine; pass the folder to evaluate instead of 'prelim'")
 
-def select_data(run:str|Path, # Run folder
+def select_data(run:str|Path|RunFolder, # Run folder
                 data:str|Path="", # "" or "test", "prelim", or a folder
-                config:dict|None=None, # The run's config (read when None)
                ) -> ScoredData:
     "The labelled images to score for `data` (see above), with the files left out and why."
-    run = Path(run)
-    config = read_config(run) if config is None else config
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    record = run.record()
     no_problems = pd.DataFrame(columns=["path", "reason", "detail", "kept"])
     if str(data) in ("", "test"):
-        if not (run/"split.csv").is_file():
-            raise RunFolderError(f"{run} has no split.csv: the held-out test split is unknown")
-        split = load_split(run)
+        split = run.read_split()
         test = split[split["split"].eq("test")].reset_index(drop=True)
-        if test.empty: raise InvalidValueError(f"{run/'split.csv'} has no test rows")
+        if test.empty: raise InvalidValueError(f"{run.split_file} has no test rows")
         absent = test.loc[~test["path"].map(lambda p: Path(p).is_file()), "path"]
         if len(absent):
-            raise MissingFileError(f"{len(absent)} of the {len(test)} test images of {run/'split.csv'} are not on this "
+            raise MissingFileError(f"{len(absent)} of the {len(test)} test images of {run.split_file} are not on this "
                                    f"machine (first: {absent.iloc[0]}); evaluate where the data is, or pass its folder "
                                    "as data")
-        dataset = config.get("dataset") or (test["dataset"].iloc[0] if "dataset" in test else "folder")
-        return ScoredData(test, "test", dataset, str(run/"split.csv"), no_problems)
+        return ScoredData(test, "test", record.dataset, str(run.split_file), no_problems)
     if str(data) == "prelim":
-        folder = _run_data_folder(config, run)
+        folder = _run_data_folder(record)
         index = index_dataset(folder)
         prelim = index[index["source_split"].eq("prelim")]
         if prelim["label"].eq("").all():
@@ -612,9 +300,7 @@ def _json_ready(value):
 
 def _write_json(path:Path, content:dict):
     "Write JSON atomically (a reader never sees half a file)."
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(_json_ready(content), indent=2, allow_nan=False))
-    partial.replace(path)
+    atomic_write(path, json.dumps(_json_ready(content), indent=2, allow_nan=False))
 
 def _save(fig, path:Path):
     import matplotlib.pyplot as plt
@@ -629,20 +315,9 @@ def classification_text(predictions:pd.DataFrame, header:str) -> str:
                                    digits=4, zero_division=np.nan)
     return f"{header}\n\n{report}"
 
-# %% ../nbs/04_evaluate.ipynb #389f9661
-_OWN_UNIT = "\0cell-" # Bootstrap group of a cell without a subject id: this prefix and its row (no name holds a NUL)
-
-def bootstrap_groups(subjects:pd.Series, # Subject id per cell, "" where unknown
-                    ) -> pd.Series|None:
-    "Bootstrap groups: the subject, or the cell itself where it has no subject id; None when no cell has one."
-    subjects = subjects.fillna("").astype(str).reset_index(drop=True)
-    unknown = subjects.eq("")
-    if unknown.all(): return None
-    return subjects.where(~unknown, _OWN_UNIT + subjects.index.astype(str))
-
 # %% ../nbs/04_evaluate.ipynb #72257a0f
 def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` and `probability` (of `all`) per image
-                         folder:str|Path, # Where the evaluation is written (created)
+                         folder:str|Path|EvalFolder, # Where the evaluation is written (created)
                          model:str="", # Model name, for titles
                          dataset:str="folder", # `C-NMC`, `synthetic` or `folder`
                          split:str="", # Split protocol the model was trained under
@@ -657,7 +332,8 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
                         ) -> dict:
     "Write predictions.csv, metrics.json, classification_report.txt and the figures to `folder`; return the metrics."
     check_evaluation_settings(threshold, n_boot, confidence)
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    out = folder if isinstance(folder, EvalFolder) else EvalFolder(folder)
+    out.path.mkdir(parents=True, exist_ok=True)
     frame = predictions.reset_index(drop=True)
     frame = frame.assign(subject=frame["subject"].fillna("").astype(str),
                          prediction=np.where(frame["probability"] >= threshold, POSITIVE, "hem"))
@@ -685,60 +361,20 @@ def evaluate_predictions(predictions:pd.DataFrame, # `path`, `subject`, `label` 
                "subject_calls": calls.to_dict("records"),
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
     columns = ["path", "subject", "label", "probability", "prediction", "correct"]
-    frame[columns].to_csv(folder/"predictions.csv", index=False)
+    out.write_predictions(frame[columns])
     report = classification_text(frame, f"{model}: {source}") + f"\nthreshold on P(all): {threshold:g}\n"
-    (folder/"classification_report.txt").write_text(report)
+    atomic_write(out.report_file, report)
     if figures:
         title = lambda what, width: f"{what}, {model}\n" + textwrap.fill(source, width)
-        _save(plot_confusion(point, title("Confusion matrix", 110)), folder/"confusion_matrix.png")
-        _save(plot_roc(frame["label"], frame["probability"], title("ROC", 60), threshold), folder/"roc.png")
-        _save(plot_examples(frame, title("Correct and wrong predictions", 150), seed=seed), folder/"examples.png")
-        _save(plot_subjects(frame, title("Mean P(all) per patient", 110), threshold, seed), folder/"subjects.png")
-        _save(plot_reliability(frame["label"], frame["probability"], title("Reliability of P(all)", 60)),
-              folder/"reliability.png")
-    _write_json(folder/"metrics.json", metrics)
+        drawn = dict(confusion_matrix=lambda: plot_confusion(point, title("Confusion matrix", 110)),
+                     roc=lambda: plot_roc(frame["label"], frame["probability"], title("ROC", 60), threshold),
+                     examples=lambda: plot_examples(frame, title("Correct and wrong predictions", 150), seed=seed),
+                     subjects=lambda: plot_subjects(frame, title("Mean P(all) per patient", 110), threshold, seed),
+                     reliability=lambda: plot_reliability(frame["label"], frame["probability"],
+                                                          title("Reliability of P(all)", 60)))
+        for name in EVAL_FIGURES: _save(drawn[name](), out.figure_file(name))
+    _write_json(out.metrics_file, metrics)  # last: an evaluation with a metrics.json is whole
     return metrics
-
-# %% ../nbs/04_evaluate.ipynb #154c07f5
-def load_run_model(run:str|Path, # Run folder
-                  ):
-    "The run's trained `model.keras` (a tf_keras model), with a clear error when it is missing or unreadable."
-    run = Path(run)
-    path = run/"model.keras"
-    if not path.is_file():
-        status = read_config(run).get("status", "unknown")
-        raise RunFolderError(f"{run} has no model.keras (training status: {status}); finish or resume the training "
-                             "first")
-    from bloodcancer.models import load_model  # safe mode, and much faster than Keras's own loader for large backbones
-    config = read_config(run)
-    try: return load_model(path, expected=config.get("model"), image_size=config.get("image_size"))
-    except UserError: raise
-    except Exception as error:
-        first_line = str(error).splitlines()[0][:300]
-        raise RunFolderError(f"{path} could not be loaded ({type(error).__name__}: {first_line}); it may be "
-                             "incomplete or written by another Keras version") from None
-
-# %% ../nbs/04_evaluate.ipynb #fcbcf6c4
-def _dataset_options(config:dict) -> dict:
-    "The preprocessing options of config.json that this version's `make_dataset` accepts."
-    from bloodcancer.preprocess import make_dataset
-    accepted = inspect.signature(make_dataset).parameters
-    return {k: config[k] for k in ("denoise", "input_mode") if k in config and k in accepted}
-
-def predict_probabilities(model, # A loaded model with a softmax over (`hem`, `all`) (or one sigmoid unit for `all`)
-                          frame:pd.DataFrame, # Rows with `path`
-                          config:dict, # The run's config.json
-                          batch_size:int=PAPER.batch_size, # Images per batch
-                         ) -> np.ndarray:
-    "P(all) for each row of `frame`, preprocessed as the run was trained."
-    from bloodcancer.preprocess import make_dataset
-    image_size = int(config.get("image_size", PAPER.image_size))
-    images = make_dataset(frame, config["model"], image_size=image_size, batch_size=batch_size,
-                          training=False, cache=False, labels=False, **_dataset_options(config))
-    output = np.asarray(model.predict(images, verbose=0), float)
-    if output.ndim != 2 or output.shape[0] != len(frame):
-        raise ValueError(f"The model returned shape {output.shape} for {len(frame)} images; expected ({len(frame)}, 2)")
-    return output[:, LABEL_INDEX[POSITIVE]] if output.shape[1] == len(CLASSES) else output[:, 0]
 
 # %% ../nbs/04_evaluate.ipynb #444d0b8b
 @dataclass
@@ -780,13 +416,12 @@ def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
 # %% ../nbs/04_evaluate.ipynb #697c67e0
-def _eval_folder(run:Path, data_name:str, source:str) -> Path:
+def _eval_folder(run:RunFolder, data_name:str, source:str) -> EvalFolder:
     "`run/eval/<data_name>`, with a hash appended when another folder of the same name was evaluated there."
-    folder = run/"eval"/data_name
-    previous = folder/"metrics.json"
+    folder = run.evaluation(data_name)
     reserved = data_name in ("test", "prelim")
-    if not reserved and previous.is_file() and json.loads(previous.read_text()).get("data_path") != source:
-        folder = run/"eval"/f"{data_name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}"
+    if not reserved and folder.exists() and folder.read_metrics().get("data_path") != source:
+        folder = run.evaluation(f"{data_name}-{hashlib.sha1(source.encode()).hexdigest()[:8]}")
     return folder
 
 def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
@@ -797,86 +432,37 @@ def evaluate_run(run:str|Path, # Run folder `outputs/<run>/<model>`
                  confidence:float=0.95, # Interval coverage
                  seed:int=PAPER.seed, # Bootstrap seed
                  figures:bool=True, # Write the figures
-                 model=None, # An already loaded model (the run's model.keras is loaded when None)
+                 predictor=None, # The run's loaded `Predictor` (loaded from the run folder when None)
                 ) -> Evaluation:
     "Score a run on `data`, written to `<run>/eval/<data_name>/`; a cross-validation is pooled (`evaluate_folds`)."
     check_evaluation_settings(threshold, n_boot, confidence)
-    run = Path(run).expanduser().resolve()
-    if not (run/"config.json").exists() and any(run.glob("fold-*/config.json")) and str(data) in ("", "test"):
-        return evaluate_folds(run, threshold, n_boot, confidence, seed, figures, batch_size)
-    config = read_config(run)
-    scored = select_data(run, data, config)
-    model = load_run_model(run) if model is None else model
+    run = RunFolder(Path(run).expanduser().resolve())
+    if not run.exists() and any(run.path.glob("fold-*/config.json")) and str(data) in ("", "test"):
+        return evaluate_folds(run.path, threshold, n_boot, confidence, seed, figures, batch_size)
+    record = run.record()
+    scored = select_data(run, data)
+    predictor = load_predictor(run.path, threshold=threshold, temperature=1.0) if predictor is None else predictor
     start = time.perf_counter()
-    probability = predict_probabilities(model, scored.frame, config, batch_size)
+    probability = predict_probabilities(predictor, scored.frame, batch_size=batch_size)
     seconds = time.perf_counter() - start
     predictions = scored.frame[["path", "subject", "label"]].assign(probability=probability)
-    overlap = training_overlap(scored.frame, load_split(run)) if (run/"split.csv").is_file() else {}
+    overlap = training_overlap(scored.frame, run.read_split()) if run.split_file.is_file() else {}
     folder = _eval_folder(run, scored.data_name, scored.source)
     extra = dict(data_path=scored.source, overlap=overlap, unlabelled_images_skipped=scored.unlabelled,
                  problems=scored.problems.to_dict("records"), n_problems=int(len(scored.problems)),
-                 image_size=config.get("image_size"), input_scaling=config.get("input_scaling"),
-                 training_config={k: config.get(k) for k in ("run_name", "learning_rate", "batch_size", "epochs",
-                                                             "weights", "seed", "status")},
-                 prediction_seconds=round(seconds, 3), versions=package_versions())
-    metrics = evaluate_predictions(predictions, folder, config.get("model", ""), scored.dataset,
-                                   config.get("split", "unknown"), scored.data_name, str(run), threshold, n_boot,
-                                   confidence, seed, figures, extra)
-    saved = pd.read_csv(folder/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
+                 image_size=record.contract.image_size, input_scaling=record.contract.input_scaling,
+                 training_config=_training_settings(record), prediction_seconds=round(seconds, 3),
+                 versions=package_versions())
+    metrics = evaluate_predictions(predictions, folder, record.model, scored.dataset, record.config.split,
+                                   scored.data_name, str(run.path), threshold, n_boot, confidence, seed, figures, extra)
     write_model_card(run)
-    return Evaluation(folder, metrics, saved, scored.problems)
+    return Evaluation(folder.path, metrics, folder.read_predictions(), scored.problems)
 
-# %% ../nbs/04_evaluate.ipynb #e98c485f
-INTENDED_USE = ("Research use only: these models classify single, segmented white-blood-cell images for studying "
-                "the reproduction of a published method. They are not medical devices and must not be used to "
-                "diagnose, treat or triage anyone.") # Said by the README, the report and every model card
-
-def _card_metrics(run:Path) -> list[str]:
-    "One line per evaluation of `run`: the data scored and its main numbers with intervals."
-    lines = []
-    for path in sorted(run.glob("eval/*/metrics.json")):
-        m = json.loads(path.read_text())
-        shown = [f"{name} {100 * m[name]:.1f}% [{100 * m['intervals'][name][0]:.1f}, "
-                 f"{100 * m['intervals'][name][1]:.1f}]"
-                 for name in ("accuracy", "weighted_f1", "balanced_accuracy") if m.get(name) is not None
-                 and (m.get("intervals") or {}).get(name)]
-        auc = f", AUROC {m['roc_auc']:.3f}" if m.get("roc_auc") is not None else ""
-        patients = ""
-        if m.get("subject_accuracy") is not None:
-            patients = f", patients called right {100 * m['subject_accuracy']:.0f}%"
-        lines.append(f"- {m.get('data_description', path.parent.name)} ({m.get('n_images')} cells of "
-                     f"{m.get('n_subjects')} patients): {', '.join(shown)}{auc}{patients}")
-    return lines or ["- not evaluated yet (`bloodcancer evaluate RUN`)"]
-
-# %% ../nbs/04_evaluate.ipynb #4308e397
-def write_model_card(run:str|Path, # A run folder
-                    ) -> Path:
-    "Write (or rewrite) the run's `MODEL_CARD.md` from its config.json and evaluations; returns its path."
-    run = Path(run)
-    config = read_config(run)
-    data = DATASET_LABELS.get(config.get("dataset"), config.get("dataset", "?"))
-    weights = config.get("weights") or "random initialisation (from scratch)"
-    fold = f", fold {config['fold']} of {config['folds']}" if config.get("folds") else ""
-    lines = [f"# Model card: {config.get('model')} ({run.parent.name}/{run.name})", "",
-             "## Intended use", "", INTENDED_USE, "",
-             "## Model", "", f"- {config.get('model')}: a registry backbone with the paper's classification head "
-             f"(Shehta, Nasr & El Ghazali, Sci Rep 2025), {config.get('image_size')} px input, outputs P(hem), P(all)",
-             f"- initial weights: {weights}", f"- status: {config.get('status')}, {config.get('epochs_completed')} "
-             f"epoch(s) of {config.get('epochs')}", "",
-             "## Training data and split", "", f"- data: {data} ({config.get('data')})",
-             f"- split: {SPLIT_LABELS.get(config.get('split'), config.get('split'))}{fold}, seed {config.get('seed')}",
-             f"- images: {config.get('n_images')}", "",
-             "## Recipe and settings", "", f"- recipe: {config.get('recipe', 'paper')}; " + ", ".join(
-                 f"{k} {config.get(k)}" for k in (*RECIPES["paper"], "batch_size") if k in config), "",
-             "## Metrics (95% bootstrap intervals over patients)", "", *_card_metrics(run), "",
-             "## Limits", "",
-             "- Trained on C-NMC-style single-cell crops (segmented, stain-normalised, black background); other "
-             "microscopes, stains or segmentations are outside what it has seen.",
-             "- Under the paper's split, test patients were also in training: that accuracy flatters what the model "
-             "does on new patients; the subject-split numbers are the honest ones.",
-             "- Synthetic-data runs say nothing about leukemia." if config.get("dataset") == "synthetic" else
-             "- C-NMC's normal cells come from few donors; patient-level numbers rest on few patients.", ""]
-    return atomic_write(run/"MODEL_CARD.md", "\n".join(lines))
+def _training_settings(record:RunRecord) -> dict:
+    "The settings of the training an evaluation records beside its numbers (metrics.json `training_config`)."
+    settings = {k: getattr(record.config, k) for k in ("run_name", "learning_rate", "batch_size", "epochs", "weights",
+                                                       "seed", "recipe")}
+    return settings | dict(status=record.status)
 
 # %% ../nbs/04_evaluate.ipynb #95b85fe6
 def _check_fold_partition(folds:list[Path]):
@@ -906,32 +492,31 @@ def evaluate_folds(folder:str|Path, # `<outputs>/<run>/<model>/`, holding the `f
     folds = sorted(folder.glob("fold-*"), key=lambda p: int(p.name.split("-")[1]))
     if not folds: raise RunFolderError(f"{folder} holds no fold-<i> run folders: train them with train_folds or "
                                        "`bloodcancer train --split subject --folds K`")
-    configs = [RunFolder(f).read_config() for f in folds]
-    unfinished = [f.name for f, c in zip(folds, configs) if c.get("status") != "complete"]
-    if unfinished or len(folds) != configs[0].get("folds"):
-        raise RunFolderError(f"{folder}: {len(folds)} of {configs[0].get('folds')} folds trained, unfinished: "
+    records = [RunFolder(f).record() for f in folds]
+    unfinished = [f.name for f, r in zip(folds, records) if not r.complete]
+    if unfinished or len(folds) != records[0].config.folds:
+        raise RunFolderError(f"{folder}: {len(folds)} of {records[0].config.folds} folds trained, unfinished: "
                              f"{unfinished or 'none'}; finish them (train_folds resumes) before pooling")
     _check_fold_partition(folds)
     pooled, per_fold = [], []
-    for number, (fold, config) in enumerate(zip(folds, configs), 1):
-        scored = RunFolder(fold).eval_dir("test")/"predictions.csv"
-        if not scored.is_file(): evaluate_run(fold, n_boot=1, figures=False, batch_size=batch_size, threshold=threshold)
-        metrics = json.loads((RunFolder(fold).eval_dir("test")/"metrics.json").read_text())
+    for number, fold in enumerate(folds, 1):
+        scored = RunFolder(fold).evaluation("test")
+        if not scored.exists(): evaluate_run(fold, n_boot=1, figures=False, batch_size=batch_size, threshold=threshold)
+        metrics = scored.read_metrics()
         per_fold.append(dict(fold=number, n_images=metrics["n_images"], n_subjects=metrics["n_subjects"],
                              **{k: metrics.get(k) for k in FOLD_METRICS}))
-        pooled.append(pd.read_csv(scored, dtype={"subject": str}, keep_default_na=False).assign(fold=number))
+        pooled.append(scored.read_predictions().assign(fold=number))
     pooled = pd.concat(pooled, ignore_index=True)
     spread = {k: dict(mean=float(np.nanmean(v)), sd=float(np.nanstd(v, ddof=1)) if len(v) > 1 else 0.0)
               for k in FOLD_METRICS if (v := [f[k] for f in per_fold if f[k] is not None])}
-    first = configs[0]
-    extra = dict(folds=len(folds), per_fold=per_fold, fold_spread=spread, recipe=first.get("recipe", "paper"),
-                 image_size=first.get("image_size"), training_config={k: first.get(k) for k in (
-                     "run_name", "learning_rate", "batch_size", "epochs", "weights", "seed", "recipe")},
+    first = records[0]
+    extra = dict(folds=len(folds), per_fold=per_fold, fold_spread=spread, recipe=first.config.recipe,
+                 image_size=first.contract.image_size, training_config=_training_settings(first),
                  versions=package_versions())
-    out = folder/"eval"/"oof"
-    metrics = evaluate_predictions(pooled[["path", "subject", "label", "probability"]], out, first.get("model", ""),
-                                   first.get("dataset", "folder"), "subject", "oof", str(folder), threshold, n_boot,
-                                   confidence, seed, figures, extra)
-    pd.DataFrame(per_fold).to_csv(out/"folds.csv", index=False)
-    saved = pd.read_csv(out/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
-    return Evaluation(out, metrics, saved, pd.DataFrame(columns=["path", "reason", "detail", "kept"]))
+    out = RunFolder(folder).evaluation("oof")
+    metrics = evaluate_predictions(pooled[["path", "subject", "label", "probability"]], out, first.model,
+                                   first.dataset, "subject", "oof", str(folder), threshold, n_boot, confidence, seed,
+                                   figures, extra)
+    atomic_write(out.folds_file, pd.DataFrame(per_fold).to_csv(index=False))
+    return Evaluation(out.path, metrics, out.read_predictions(), pd.DataFrame(columns=["path", "reason", "detail",
+                                                                                        "kept"]))

@@ -159,10 +159,9 @@ def save_gradcam_figure(run, # A run folder, or a `Predictor` (one not from a ru
     folder = RunFolder(predictor.source) if Path(predictor.source).is_dir() else None
     if out is None and folder is None:
         raise InvalidValueError("pass out= (where to save the figure) when run is not a run folder")
-    out = Path(out) if out is not None else folder.path/"gradcam.png"
+    out = Path(out) if out is not None else folder.gradcam_file
     frame, from_split = _cells_to_explain(folder, images, n, seed)
-    batch = np.concatenate(list(make_dataset(frame, predictor.model_name, predictor.image_size, len(frame),
-                                             cache=False, labels=False, **predictor.input_options)))
+    batch = np.concatenate(list(make_dataset(frame, predictor.contract, len(frame), cache=False, labels=False)))
     maps = grad_cam(predictor.model, batch, class_index)
     probabilities = positive_probability(predictor.model.predict(batch, verbose=0))
     rows = -(-len(frame) // columns)

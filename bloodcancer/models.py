@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -17,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import PAPER, InvalidValueError, MissingFileError, PaperConfig, UserError
+from .core import PAPER, InvalidValueError, MissingFileError, PaperConfig, UserError, atomic_path
 from .data import CLASSES
 
 # %% auto #0
-__all__ = ['PAPER_MODELS', 'FEATURE_LAYER', 'FAMILIES', 'MODELS', 'ALIASES', 'ALEXNET_CONVOLUTIONS', 'ALEXNET_FULLY_CONNECTED',
-           'ALEXNET_DROPOUT', 'HEAD_POOLING', 'SAFE_MODULES', 'Family', 'ModelSpec', 'UnknownModelError', 'model_spec',
-           'check_input_size', 'AlexNet', 'paper_head', 'resolve_weights', 'WeightsMismatchError', 'load_weights_file',
-           'WeightsUnavailableError', 'build_model', 'backbone_of', 'UnsafeModelError', 'check_model_config',
-           'ModelMismatchError', 'load_model', 'save_model']
+__all__ = ['PAPER_MODELS', 'FEATURE_LAYER', 'INPUT_SCALINGS', 'FAMILIES', 'MODELS', 'ALIASES', 'ALEXNET_CONVOLUTIONS',
+           'ALEXNET_FULLY_CONNECTED', 'ALEXNET_DROPOUT', 'HEAD_POOLING', 'SAFE_MODULES', 'Family', 'ModelSpec',
+           'UnknownModelError', 'model_spec', 'check_input_size', 'AlexNet', 'paper_head', 'resolve_weights',
+           'WeightsMismatchError', 'load_weights_file', 'WeightsUnavailableError', 'build_model', 'backbone_of',
+           'UnsafeModelError', 'check_model_config', 'ModelMismatchError', 'load_model', 'save_model']
 
 # %% ../nbs/01a_models.ipynb #9eb76e80
 PAPER_MODELS = { # The paper's eight models in its Table 1 order: registry name -> the paper's name for it
@@ -34,6 +33,8 @@ PAPER_MODELS = { # The paper's eight models in its Table 1 order: registry name 
 FEATURE_LAYER = "head_pooling" # Every registry model's last feature map is the input of this layer (the head's pooling)
 
 # %% ../nbs/01a_models.ipynb #243c395d
+INPUT_SCALINGS = ("0-255", "-1..1", "caffe") # The pixels a model may expect: 0-255, [-1, 1], or BGR minus the ImageNet mean
+
 @dataclass(frozen=True)
 class Family:
     "A family of models and how the registry builds its members."
@@ -369,12 +370,5 @@ def save_model(model, # A tf_keras model
                path:str|Path, # The `.keras` file to write
               ) -> Path:
     "Save `model` to `path` atomically: a reader finds the old file, the complete new one, or none."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
-    try:
-        model.save(partial)
-        os.replace(partial, path)
-    finally:
-        if partial.exists(): partial.unlink()
-    return path
+    with atomic_path(path, suffix=".keras") as partial: model.save(partial)
+    return Path(path)

@@ -5,11 +5,14 @@
 # %% ../nbs/02_preprocess.ipynb #56126d3c
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,31 +20,25 @@ import numpy as np
 import pandas as pd
 
 from .core import PAPER, InvalidValueError, project_paths
-from .models import model_spec
+from .models import INPUT_SCALINGS, model_spec
 from .data import CLASSES, LABEL_INDEX, DataValidationError, ValidationReport, dataset_of_files
 
 # %% auto #0
-__all__ = ['INPUT_SCALINGS', 'DENOISE_METHODS', 'BACKGROUND_LEVEL', 'STAIN_NAMES', 'GRAY_WORLD_LEVEL', 'INPUT_MODES', 'OD_MAX',
-           'CONTRAST_RANGE', 'AUGMENTATIONS', 'PAPER_AUGMENTATIONS', 'STAIN_SCALE_RANGE', 'STAIN_SHIFT_RANGE',
-           'BRIGHTNESS_RANGE', 'GAMMA_RANGE', 'BLUR_SIGMA_RANGE', 'SCALE_RANGE', 'MIXUP_ALPHA', 'SHUFFLE_BUFFER',
-           'input_scaling', 'scale_for_model', 'load_image', 'resize_image', 'denoise_image', 'background_mask',
-           'stretch_contrast', 'stain_channels', 'gray_world', 'to_input_mode', 'preprocess_image', 'augment_images',
-           'augmentation_names', 'shift_stains', 'stain_jitter', 'adjust_brightness_gamma', 'brightness_gamma',
-           'blur_cells', 'slight_blur', 'zoom_cells', 'scale_jitter', 'mixup', 'augment_batch', 'augmentation_figure',
-           'labels_of', 'class_weights', 'check_readable', 'make_dataset', 'preprocessing_figure']
+__all__ = ['DENOISE_METHODS', 'BACKGROUND_LEVEL', 'STAIN_NAMES', 'GRAY_WORLD_LEVEL', 'INPUT_MODES', 'OD_MAX', 'CONTRAST_RANGE',
+           'AUGMENTATIONS', 'PAPER_AUGMENTATIONS', 'STAIN_SCALE_RANGE', 'STAIN_SHIFT_RANGE', 'BRIGHTNESS_RANGE',
+           'GAMMA_RANGE', 'BLUR_SIGMA_RANGE', 'SCALE_RANGE', 'MIXUP_ALPHA', 'SHUFFLE_BUFFER', 'scale_for_model',
+           'load_image', 'resize_image', 'denoise_image', 'background_mask', 'stretch_contrast', 'stain_channels',
+           'gray_world', 'to_input_mode', 'preprocess_image', 'augment_images', 'augmentation_names', 'shift_stains',
+           'stain_jitter', 'adjust_brightness_gamma', 'brightness_gamma', 'blur_cells', 'slight_blur', 'zoom_cells',
+           'scale_jitter', 'mixup', 'augment_batch', 'augmentation_figure', 'labels_of', 'class_weights',
+           'check_readable', 'InputContract', 'make_dataset', 'preprocessing_figure']
 
 # %% ../nbs/02_preprocess.ipynb #14769048
-INPUT_SCALINGS = ("0-255", "-1..1", "caffe")
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
-
-def input_scaling(model_name:str, # A registry model name or alias such as `ResNetRS50` or `VGG19`
-                 ) -> str:
-    "Which pixel scaling `model_name` expects (`0-255`, `-1..1` or `caffe`): its registry entry's contract."
-    return model_spec(model_name).input_scaling
 
 # %% ../nbs/02_preprocess.ipynb #e6d6d6d3
 def scale_for_model(images, # Float images in 0-255, RGB, shape (..., H, W, 3): a NumPy array or a tensor
-                    scaling:str, # From `input_scaling`
+                    scaling:str, # From `INPUT_SCALINGS`: a model's `ModelSpec.input_scaling`
                    ):
     "Apply `scaling` to RGB 0-255 images (works on NumPy arrays and TensorFlow tensors)."
     if scaling == "0-255": return images
@@ -568,9 +565,10 @@ def check_readable(frame:pd.DataFrame, # Rows with a `path` column
 _CACHE_FORMAT = "v1"
 SHUFFLE_BUFFER = 1024 # Images in the shuffle buffer (the rows are permuted by the seed before the cache as well)
 
-def _cache_file(cache:str|Path, files:pd.DataFrame, image_size:int, denoise:str, input_mode:str) -> str:
+def _cache_file(cache:str|Path, files:pd.DataFrame, contract:InputContract) -> str:
     "The cache file for these settings (named by their fingerprint), cleared of an interrupted run's leftovers."
-    content = (_CACHE_FORMAT, image_size, denoise, input_mode, files[["path", "bytes", "modified"]].values.tolist())
+    prepared = [getattr(contract, name) for name in contract.names() if name != "model"]  # scaled after the cache
+    content = (_CACHE_FORMAT, *prepared, files[["path", "bytes", "modified"]].values.tolist())
     key = hashlib.sha256(repr(content).encode()).hexdigest()[:16]
     cache = Path(cache).expanduser()
     target = cache/f"images-{key}.tfcache" if cache.is_dir() else cache.with_name(f"{cache.name}-{key}.tfcache")
@@ -629,10 +627,44 @@ def _epoch_batches(data, n_images:int, batch_size:int, seed:int, epochs:tuple, s
         return tf.data.Dataset.zip((batches, seeds))
     return functools.reduce(lambda a, b: a.concatenate(b), (one_epoch(e) for e in range(first, end)))
 
+# %% ../nbs/02_preprocess.ipynb #d7528798
+@dataclass(frozen=True)
+class InputContract:
+    "How a model's input is made from a cell image: what `make_dataset` needs to know about the model and the run."
+    model:str # Registry name or alias: its entry decides the pixel scaling
+    image_size:int = PAPER.image_size # Side of the square model input, in pixels
+    denoise:str = "median" # From `DENOISE_METHODS`
+    input_mode:str = "rgb" # From `INPUT_MODES` (C-NMC comes stain-normalised already)
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", model_spec(self.model).name)
+        if isinstance(self.image_size, bool) or int(self.image_size) != self.image_size or self.image_size < 1:
+            raise InvalidValueError(f"image_size={self.image_size!r} must be a whole number of pixels, at least 1")
+        object.__setattr__(self, "image_size", int(self.image_size))
+        _check_choice(self.denoise, DENOISE_METHODS, "denoise")
+        _check_choice(self.input_mode, INPUT_MODES, "input_mode")
+
+    @property
+    def input_scaling(self) -> str:
+        "The pixels the model expects (`0-255`, `-1..1` or `caffe`), from its registry entry."
+        return model_spec(self.model).input_scaling
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]: return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def of(cls, settings) -> InputContract:
+        "The contract of `settings`: a mapping (a config.json) or an object with these attributes (a `TrainConfig`)."
+        get = settings.get if isinstance(settings, Mapping) else lambda name: getattr(settings, name, None)
+        return cls(**{name: get(name) for name in cls.names() if get(name) is not None})
+
+    def __str__(self):
+        return (f"{self.model} at {self.image_size} px ({self.input_scaling} pixels), {self.denoise} denoising, "
+                f"{self.input_mode} input")
+
 # %% ../nbs/02_preprocess.ipynb #d579a67d
 def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, and `label` when `labels`)
-                 model_name:str, # Registry model name: decides the input scaling
-                 image_size:int=PAPER.image_size, # Side of the square model input
+                 contract:InputContract, # The model, input size, denoising and input channels
                  batch_size:int=PAPER.batch_size, # Images per batch
                  training:bool=False, # Shuffle and augment (training) or keep order (evaluation)
                  seed:int=PAPER.seed, # Seed of shuffling and augmentation
@@ -640,17 +672,17 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
                  labels:bool=True, # Yield (images, labels); False yields images only (prediction)
                  augment:bool|None=None, # Apply `augmentations`; None: when `training`
                  augmentations=PAPER_AUGMENTATIONS, # `AUGMENTATIONS` names used to augment (the paper's set)
-                 denoise:str="median", # From `DENOISE_METHODS`
-                 input_mode:str="rgb", # From `INPUT_MODES` (C-NMC comes stain-normalised already)
                  epochs:tuple|None=None, # Training: (first, end) epochs in one dataset, each shuffled by its number
                  steps_per_epoch:int=0, # With `epochs`: batches per epoch (0: one pass over `frame`)
                  class_weight:dict|None=None, # {class index: weight}: also yield each image's weight (sample weights)
                 ):
-    "A batched, prefetched `tf.data.Dataset` of `frame`'s images, prepared and scaled for `model_name`."
+    "A batched, prefetched `tf.data.Dataset` of `frame`'s images, prepared and scaled as `contract` says."
     import tensorflow as tf
-    scaling = input_scaling(model_name)
-    _check_choice(denoise, DENOISE_METHODS, "denoise")
-    _check_choice(input_mode, INPUT_MODES, "input_mode")
+    if not isinstance(contract, InputContract):
+        raise InvalidValueError(f"contract={contract!r}: pass an InputContract, e.g. InputContract({contract!r}, 224) "
+                                "(the model, its input size, denoising and input channels)")
+    scaling, image_size = contract.input_scaling, contract.image_size
+    denoise, input_mode = contract.denoise, contract.input_mode
     if len(frame) == 0: raise InvalidValueError("frame has no rows: there are no images to build a dataset from")
     missing = {"path"} | ({"label"} if labels else set())
     missing -= set(frame.columns)
@@ -676,7 +708,7 @@ def make_dataset(frame:pd.DataFrame, # Rows of an index or split table (`path`, 
         images = images.batch(64).map(_batch_function(_prepare_batch, denoise, input_mode),
                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
     data = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(onehot))) if labels else images
-    if cache: data = data.cache("" if cache is True else _cache_file(cache, files, image_size, denoise, input_mode))
+    if cache: data = data.cache("" if cache is True else _cache_file(cache, files, contract))
 
     if class_weight is not None and not labels: raise InvalidValueError("class_weight needs labels=True")
     weights = tf.constant([float((class_weight or {}).get(i, 1.0)) for i in range(len(CLASSES))], tf.float32)

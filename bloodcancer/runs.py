@@ -5,19 +5,23 @@
 # %% ../nbs/02c_runs.ipynb #3eff239d
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from .config import RECIPES, TrainConfig
 from .core import FolderLock, InvalidValueError, UserError, atomic_write, project_paths
-from .data import load_split, save_split
+from .data import DATASET_LABELS, SPLIT_LABELS, describe_data, load_split, save_split
+from .preprocess import InputContract
 
 # %% auto #0
-__all__ = ['RESUME_FACTS', 'default_run_name', 'check_run_name', 'RunFolderError', 'RunExistsError', 'RunFolder', 'check_run']
+__all__ = ['EVAL_FIGURES', 'RESUME_FACTS', 'INTENDED_USE', 'default_run_name', 'check_run_name', 'RunFolderError',
+           'RunExistsError', 'RunRecord', 'RunFolder', 'EvalFolder', 'check_run', 'write_model_card']
 
 # %% ../nbs/02c_runs.ipynb #0f7f7d67
 def default_run_name(dataset:str, # `dataset` of the index: C-NMC, synthetic or folder
@@ -44,6 +48,52 @@ class RunFolderError(UserError, FileNotFoundError):
 class RunExistsError(UserError, FileExistsError):
     "The run folder holds a complete run, or an unfinished run with other settings."
 
+# %% ../nbs/02c_runs.ipynb #b563b378
+@dataclass(frozen=True)
+class RunRecord:
+    "A run's config.json, typed: the settings it trained with, the facts training recorded, and its input contract."
+    path:Path # The run folder
+    config:TrainConfig # The run's settings, every recipe value resolved
+    status:str|None = None # `running` or `complete` (None: never started)
+    dataset:str = "folder" # What the training data was: `C-NMC`, `synthetic` or `folder`
+    data_root:str = "" # The data folder training read
+    epochs_completed:int = 0 # Epochs trained so far
+    resumes:int = 0 # How often training resumed after an interruption
+    best_epoch:int|None = None # The epoch (from 1) whose weights model.keras holds
+    n_images:dict = field(default_factory=dict) # Cells per part of the split: `train`, `val`, `test`
+    created:str = "" # When training began (ISO time)
+    finished:str = "" # When training ended
+    facts:dict = field(default_factory=dict) # The rest of config.json: versions, commit, strategy, data fingerprint
+
+    @property
+    def model(self) -> str: return self.contract.model  # the registry name, whatever alias trained it
+    @property
+    def contract(self) -> InputContract:
+        "How the run's model is fed: the same for training, evaluation, prediction and Grad-CAM."
+        return InputContract.of(self.config)
+    @property
+    def complete(self) -> bool: return self.status == "complete"
+    @property
+    def trained_on(self) -> str: return DATASET_LABELS.get(self.dataset, self.dataset)
+    @property
+    def split_text(self) -> str: return SPLIT_LABELS.get(self.config.split, f"{self.config.split} split")
+    def describe(self, data_name:str="test") -> str:
+        "One line naming the data the run was trained on, a part of it and the split: for titles and captions."
+        return describe_data(self.dataset, self.config.split, data_name)
+
+    @classmethod
+    def from_json(cls, path:Path, content:dict) -> RunRecord:
+        "The record of a config.json's `content`; options it lacks (runs older than the option) take the defaults."
+        given = {name: content[name] for name in TrainConfig.names() if name in content}
+        try: config = TrainConfig(**given).resolved()
+        except UserError as error:
+            raise RunFolderError(f"{path/'config.json'} holds settings this version refuses ({error}); train the "
+                                 "run again with this version") from None
+        typed = {f.name for f in dataclasses.fields(cls)} - {"path", "config", "facts"}
+        facts = {k: v for k, v in content.items() if k not in given and k not in typed}
+        known = {k: content[k] for k in typed if content.get(k) is not None}
+        return cls(path, config, **known, facts=facts)
+
 # %% ../nbs/02c_runs.ipynb #c716f4bd
 class RunFolder:
     "The files of one run folder `<outputs>/<run_name>/<model>/`, read and written in one place."
@@ -58,9 +108,19 @@ class RunFolder:
     best_arrays_file = property(lambda self: self.path/"checkpoints"/"best-weights.npz")
     curves_file = property(lambda self: self.path/"training_curves.png")
     notebook_file = property(lambda self: self.path/"notebook.ipynb")
+    leakage_file = property(lambda self: self.path/"leakage.json")
+    threshold_file = property(lambda self: self.path/"threshold.json")
+    card_file = property(lambda self: self.path/"MODEL_CARD.md")
+    gradcam_file = property(lambda self: self.path/"gradcam.png")
     backup_dir = property(lambda self: self.path/"backup")
     logs_dir = property(lambda self: self.path/"logs")
     def eval_dir(self, data_name:str="test") -> Path: return self.path/"eval"/data_name
+    def evaluation(self, data_name:str="test") -> EvalFolder:
+        "The evaluation of the run on `data_name` (`test`, `prelim`, `oof` or a folder's name)."
+        return EvalFolder(self.eval_dir(data_name))
+    def evaluations(self) -> list[EvalFolder]:
+        "The run's finished evaluations (those with a metrics.json), by name."
+        return [EvalFolder(p.parent) for p in sorted(self.path.glob("eval/*/metrics.json"))]
 
     @classmethod
     def of(cls, outputs:str|Path|None, run_name:str, model:str, fold:int=0) -> RunFolder:
@@ -82,6 +142,10 @@ class RunFolder:
             raise RunFolderError(f"{self.config_file} holds a JSON {type(config).__name__}, not the object training "
                                  "writes; restore it or train again")
         return config
+
+    def record(self) -> RunRecord:
+        "config.json as a `RunRecord`: the typed settings and facts of the run."
+        return RunRecord.from_json(self.path, self.read_config())
 
     def write_config(self, config:dict) -> Path:
         "Write config.json atomically."
@@ -133,6 +197,42 @@ class RunFolder:
         "The folder's lock (see `bloodcancer.core.FolderLock`): use it as `with run.lock(): ...`."
         return FolderLock(self.path, purpose=purpose)
 
+# %% ../nbs/02c_runs.ipynb #0af53bad
+EVAL_FIGURES = ("confusion_matrix", "roc", "examples", "subjects", "reliability") # The figures of an evaluation (.png)
+
+class EvalFolder:
+    "The files of one evaluation, `<run>/eval/<data_name>/`: what `bloodcancer.evaluate` writes and the report reads."
+    def __init__(self, path:str|Path): self.path = Path(path)
+    def __repr__(self): return f"EvalFolder({str(self.path)!r})"
+    name = property(lambda self: self.path.name)
+    metrics_file = property(lambda self: self.path/"metrics.json")
+    predictions_file = property(lambda self: self.path/"predictions.csv")
+    report_file = property(lambda self: self.path/"classification_report.txt")
+    folds_file = property(lambda self: self.path/"folds.csv")
+    def figure_file(self, name:str) -> Path: return self.path/f"{name}.png"
+    def exists(self) -> bool: return self.metrics_file.is_file()
+
+    def read_metrics(self) -> dict:
+        "metrics.json; `RunFolderError` when it is missing or damaged."
+        try: metrics = json.loads(self.metrics_file.read_text())
+        except FileNotFoundError:
+            raise RunFolderError(f"{self.path} holds no metrics.json: evaluate the run (bloodcancer evaluate)") from None
+        except ValueError as error:
+            raise RunFolderError(f"{self.metrics_file} is damaged ({error}): evaluate the run again") from None
+        if not isinstance(metrics, dict):
+            raise RunFolderError(f"{self.metrics_file} holds no metrics object: evaluate the run again")
+        return metrics
+
+    def read_predictions(self) -> pd.DataFrame:
+        "predictions.csv: one row per cell scored (`path`, `subject`, `label`, `probability`, `prediction`, ...)."
+        if not self.predictions_file.is_file():
+            raise RunFolderError(f"{self.path} holds no predictions.csv: evaluate the run (bloodcancer evaluate)")
+        return pd.read_csv(self.predictions_file, dtype={"subject": str}, keep_default_na=False)
+
+    def write_predictions(self, predictions:pd.DataFrame) -> Path:
+        "Write predictions.csv atomically."
+        return atomic_write(self.predictions_file, predictions.to_csv(index=False))
+
 # %% ../nbs/02c_runs.ipynb #c6fd1870
 RESUME_FACTS = ("data_fingerprint", "global_batch_size") # Facts besides the options that must match to resume
 
@@ -155,3 +255,57 @@ def check_run(run:RunFolder, # The run folder
         raise RunExistsError(f"{run.path} holds an unfinished run with other settings ({listed}). Resume it with its "
                              f"own settings, or {fresh_name}.")
     return "resume"
+
+# %% ../nbs/02c_runs.ipynb #e98c485f
+INTENDED_USE = ("Research use only: these models classify single, segmented white-blood-cell images for studying "
+                "the reproduction of a published method. They are not medical devices and must not be used to "
+                "diagnose, treat or triage anyone.") # Said by the README, the report and every model card
+
+def _card_metrics(run:RunFolder) -> list[str]:
+    "One line per evaluation of `run`: the data scored and its main numbers with intervals."
+    lines = []
+    for evaluation in run.evaluations():
+        m = evaluation.read_metrics()
+        shown = [f"{name} {100 * m[name]:.1f}% [{100 * m['intervals'][name][0]:.1f}, "
+                 f"{100 * m['intervals'][name][1]:.1f}]"
+                 for name in ("accuracy", "weighted_f1", "balanced_accuracy") if m.get(name) is not None
+                 and (m.get("intervals") or {}).get(name)]
+        auc = f", AUROC {m['roc_auc']:.3f}" if m.get("roc_auc") is not None else ""
+        patients = ""
+        if m.get("subject_accuracy") is not None:
+            patients = f", patients called right {100 * m['subject_accuracy']:.0f}%"
+        lines.append(f"- {m.get('data_description', evaluation.name)} ({m.get('n_images')} cells of "
+                     f"{m.get('n_subjects')} patients): {', '.join(shown)}{auc}{patients}")
+    return lines or ["- not evaluated yet (`bloodcancer evaluate RUN`)"]
+
+# %% ../nbs/02c_runs.ipynb #4308e397
+def write_model_card(run:str|Path|RunFolder, # A run folder
+                    ) -> Path:
+    "Write (or rewrite) the run's `MODEL_CARD.md` from its config.json and evaluations; returns its path."
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    record, config = run.record(), run.record().config
+    weights = config.weights or "random initialisation (from scratch)"
+    fold = f", fold {config.fold} of {config.folds}" if config.folds else ""
+    data = config.data if config.data == "kaggle" else Path(config.data).name  # no local path in a shared card
+    lines = [f"# Model card: {record.model} ({run.path.parent.name}/{run.path.name})", "",
+             "## Intended use", "", INTENDED_USE, "",
+             "## Model", "", f"- {record.model}: a registry backbone with the paper's classification head "
+             f"(Shehta, Nasr & El Ghazali, Sci Rep 2025), {config.image_size} px input, outputs P(hem), P(all)",
+             f"- input: {record.contract}",
+             f"- initial weights: {weights}", f"- status: {record.status}, {record.epochs_completed} "
+             f"epoch(s) of {config.epochs}", "",
+             "## Training data and split", "", f"- data: {record.trained_on} ({data})",
+             f"- split: {record.split_text}{fold}, seed {config.seed}",
+             "- images: " + (", ".join(f"{n} {part}" for part, n in record.n_images.items()) or "not split yet"), "",
+             "## Recipe and settings", "", f"- recipe: {config.recipe}; " + ", ".join(
+                 f"{k} {getattr(config, k)}" for k in (*RECIPES["paper"], "batch_size")), "",
+             "## Metrics (95% bootstrap intervals over patients)", "", *_card_metrics(run), "",
+             "## Limits", "",
+             "- Trained on C-NMC-style single-cell crops (segmented, stain-normalised, black background); other "
+             "microscopes, stains or segmentations are outside what it has seen.",
+             "- Under the paper's split, test patients were also in training: that accuracy flatters what the model "
+             "does on new patients; the subject-split numbers are the honest ones." if config.split == "paper" else
+             "- No patient of the test part was in training: these numbers estimate accuracy on new patients.",
+             "- Synthetic-data runs say nothing about leukemia." if record.dataset == "synthetic" else
+             "- C-NMC's normal cells come from few donors; patient-level numbers rest on few patients.", ""]
+    return atomic_write(run.card_file, "\n".join(lines))

@@ -9,7 +9,6 @@ import contextlib
 import datetime
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -23,12 +22,12 @@ import tf_keras as keras
 
 import bloodcancer
 from .config import TrainConfig
-from .core import (PAPER, InvalidValueError, MissingFileError, PaperConfig, UserError, atomic_write,
-                              package_versions, project_paths, seed_everything)
+from .core import (PAPER, InvalidValueError, MissingFileError, PaperConfig, UserError, atomic_path,
+                              atomic_write, package_versions, project_paths, seed_everything)
 from .data import CLASSES, DATASET_LABELS, download_cnmc, index_dataset, make_split, validate_images
 from .models import build_model, load_weights_file, model_spec, resolve_weights, save_model
 from .preprocess import class_weights, make_dataset
-from .runs import RunFolder, check_run, default_run_name
+from .runs import RunFolder, RunRecord, check_run, default_run_name, write_model_card
 
 # %% auto #0
 __all__ = ['RECALIBRATION_IMAGES', 'choose_strategy', 'make_strategy', 'data_fingerprint', 'git_commit', 'ResumableEarlyStopping',
@@ -138,10 +137,7 @@ class ResumableReduceLROnPlateau(_ReplaysHistory, keras.callbacks.ReduceLROnPlat
 # %% ../nbs/03_train.ipynb #66746162
 def _save_weights(model, path:Path):
     "Save `model`'s weights to `path` (`.weights.h5`) atomically."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{os.getpid()}.{path.name}")
-    model.save_weights(partial)
-    os.replace(partial, path)
+    with atomic_path(path, suffix=".weights.h5") as partial: model.save_weights(partial)
 
 def _save_arrays(arrays:list, path:Path):
     "Save weight arrays (`model.get_weights()`) to `path` (`.npz`) atomically."
@@ -243,10 +239,10 @@ def data_description(dataset:str, # `dataset` of the index: C-NMC, synthetic or 
     return DATASET_LABELS.get(dataset, dataset)
 
 # %% ../nbs/03_train.ipynb #64f21629
-def curves_title(config:dict) -> str:
+def curves_title(record:RunRecord) -> str:
     "The training-curves title of a run: model, data, split protocol, seed."
-    return (f"{config['model']} trained on {data_description(config['dataset'], config.get('data_root'))}, "
-            f"{config['split']} split (seed {config['seed']})")
+    return (f"{record.model} trained on {data_description(record.dataset, record.data_root)}, "
+            f"{record.config.split} split (seed {record.config.seed})")
 
 # %% ../nbs/03_train.ipynb #ba8e678b
 def plot_training_curves(history:pd.DataFrame, # A run's history (`RunFolder.read_history`)
@@ -370,9 +366,9 @@ def _start_run(run:RunFolder, record:dict, index:pd.DataFrame, config:TrainConfi
     "Make or read the run's split and mark the run running (the caller holds the lock); returns (split, first epoch)."
     state = check_run(run, record)
     if state == "resume":
-        previous = run.read_config()
-        record |= {k: previous[k] for k in ("created", "n_images") if k in previous}
-        record |= dict(resumes=previous.get("resumes", 0) + 1, epochs_completed=backed_up_epochs(run))
+        previous = run.record()
+        record |= dict(created=previous.created, n_images=previous.n_images, resumes=previous.resumes + 1,
+                       epochs_completed=backed_up_epochs(run))
         rows = run.read_split()
         _say(config, f"Resuming {run.path} after epoch {record['epochs_completed']} (config and data unchanged)")
     else:
@@ -488,14 +484,13 @@ def _sharding():
 
 def _training_data(rows:pd.DataFrame, record:dict, config:TrainConfig, first_epoch:int, strategy_name:str):
     "The training dataset from `first_epoch` on and the steps of an epoch (None: one pass, as Keras counts it)."
-    options = dict(denoise=config.denoise, input_mode=config.input_mode, training=True, seed=config.seed,
-                   augmentations=config.augmentations)
-    size, batch = config.image_size, record["global_batch_size"]
+    options = dict(training=True, seed=config.seed, augmentations=config.augmentations)
+    batch = record["global_batch_size"]
     if strategy_name == "multiworker":  # each worker sees its share of every batch stream; resumed as Keras does
-        data = make_dataset(rows, record["model"], size, batch, **options)
+        data = make_dataset(rows, config.contract, batch, **options)
         if config.steps_per_epoch: data = data.repeat()
         return data.with_options(_sharding()), config.steps_per_epoch or None
-    data = make_dataset(rows, record["model"], size, batch, epochs=(first_epoch, config.epochs),
+    data = make_dataset(rows, config.contract, batch, epochs=(first_epoch, config.epochs),
                         steps_per_epoch=config.steps_per_epoch, **options)
     return data, config.steps_per_epoch or -(-len(rows) // batch)
 
@@ -506,15 +501,14 @@ def _learning_rate(config:TrainConfig, steps_per_epoch:int):
     return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
 
 # %% ../nbs/03_train.ipynb #ffebb6d5
-def _recalibrated_validation(train_rows:pd.DataFrame, record:dict, config:TrainConfig, options:dict) -> list:
+def _recalibrated_validation(train_rows:pd.DataFrame, record:dict, config:TrainConfig) -> list:
     "The `RecalibratedValidation` callback of a run whose settings ask for it (one replica only), or none."
     if not config.recalibrate_bn: return []
     if record["replicas"] > 1:
         _say(config, f"recalibrate_bn: not done on {record['replicas']} replicas; validation uses moving statistics")
         return []
     sample = train_rows.sample(min(len(train_rows), RECALIBRATION_IMAGES), random_state=config.seed)
-    images = make_dataset(sample, record["model"], config.image_size, record["global_batch_size"], labels=False,
-                          **options)
+    images = make_dataset(sample, config.contract, record["global_batch_size"], labels=False)
     return [RecalibratedValidation(images)]
 
 # %% ../nbs/03_train.ipynb #9c3a7a55
@@ -532,7 +526,6 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
     seed_everything(config.seed, tensorflow=True)
     mixed = "mixed_bfloat16" if strategy_name == "tpu" else "mixed_float16"
     precision = mixed if config.mixed_precision else "float32"
-    options = dict(denoise=config.denoise, input_mode=config.input_mode)
     with _global_policy(precision), _layer_generators():
         with distribution.scope():
             net = build_model(record["model"], config.image_size, record["weights"], config=paper, seed=config.seed)
@@ -542,18 +535,16 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
                         metrics=["accuracy"], jit_compile=config.jit_compile)
         # A class-balanced validation loss weighs each validation class alike (its cells' weights sum to the same)
         balance = class_weights(val_rows) if config.monitor == "balanced_val_loss" else None
-        val_data = make_dataset(val_rows, record["model"], config.image_size, global_batch, seed=config.seed,
-                                class_weight=balance, **options)
+        val_data = make_dataset(val_rows, config.contract, global_batch, seed=config.seed, class_weight=balance)
         if strategy_name == "multiworker": val_data = val_data.with_options(_sharding())
         standard = _callbacks(run, chief, first_epoch, paper, config)
-        recalibration = _recalibrated_validation(train_rows, record, config, options)
+        recalibration = _recalibrated_validation(train_rows, record, config)
         net.fit(train_data, validation_data=val_data, epochs=config.epochs, initial_epoch=first_epoch,
                 steps_per_epoch=steps, class_weight=class_weights(train_rows),
                 callbacks=recalibration + standard + list(callbacks), verbose=1 if config.verbose == 1 else 0)
         final_weights = net.get_weights()  # on every worker: under MultiWorkerMirroredStrategy reading is collective
     if chief:
-        images = make_dataset(train_rows, record["model"], config.image_size, config.batch_size, labels=False,
-                              cache=False, **options)
+        images = make_dataset(train_rows, config.contract, config.batch_size, labels=False, cache=False)
         stopper = next(c for c in standard if isinstance(c, ResumableEarlyStopping))
         _finish_run(run, final_weights, paper, stopper, started, images)
 
@@ -561,11 +552,11 @@ def _fit(run:RunFolder, record:dict, rows:pd.DataFrame, first_epoch:int, config:
 def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:ResumableEarlyStopping, started:float,
                 training_images=None):
     "The best weights into `model.keras`, a clean history and its figure, and the run marked complete."
-    config, history = run.read_config(), run.read_history()
+    record, history = run.record(), run.read_history()
     run.write_history(history)
     # A fresh float32 copy outside the distribution strategy, without optimizer state: a third of the size on disk,
     # fast to load (mixed precision keeps its variables in float32: nothing is rounded).
-    with _global_policy("float32"): net = build_model(config["model"], config["image_size"], weights=None, config=paper)
+    with _global_policy("float32"): net = build_model(record.model, record.contract.image_size, weights=None, config=paper)
     net.set_weights(final_weights)
     try:
         if run.best_arrays_file.is_file():
@@ -578,7 +569,7 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
     save_model(net, run.model_file)
     shutil.rmtree(run.backup_dir, ignore_errors=True)  # a complete run resumes nothing
     run.best_arrays_file.unlink(missing_ok=True)
-    plot_training_curves(history, curves_title(config)).savefig(run.curves_file, dpi=120)
+    plot_training_curves(history, curves_title(record)).savefig(run.curves_file, dpi=120)
     has_val = "val_loss" in history and len(history)
     best_row = history.loc[history["val_loss"].idxmin()] if has_val else None
     run.update_config(
@@ -588,7 +579,6 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
         steps_trained=int(history["steps"].sum()) if "steps" in history else None,
         model_parameters=int(net.count_params()), batch_norm_recalibration_batches=calibrated, finished=_now(),
         updated=_now(), duration_s=round(time.time() - started, 1))
-    from bloodcancer.evaluate import write_model_card  # evaluation rewrites it with its numbers
-    write_model_card(run.path)
+    write_model_card(run)  # evaluation rewrites it with its numbers
     best = f", best val_loss {best_row['val_loss']:.4f} at epoch {best_row['epoch'] + 1:.0f}" if has_val else ""
-    if config.get("verbose", 1): print(f"done: {len(history)} epoch(s){best}; model: {run.model_file}")
+    if record.config.verbose: print(f"done: {len(history)} epoch(s){best}; model: {run.model_file}")

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from bloodcancer.data import index_dataset
-from bloodcancer.preprocess import (AUGMENTATIONS, PAPER_AUGMENTATIONS, STAIN_SCALE_RANGE, augment_batch,
+from bloodcancer.preprocess import (AUGMENTATIONS, InputContract, PAPER_AUGMENTATIONS, STAIN_SCALE_RANGE, augment_batch,
                                     augment_images, augmentation_figure, augmentation_names, background_mask,
                                     load_image, make_dataset, mixup, preprocess_image, shift_stains, stain_channels,
                                     stain_jitter)
@@ -101,7 +101,7 @@ def test_names_and_defaults():
 def test_make_dataset_applies_the_named_augmentations(real_index):
     frame = real_index.head(8)
     def first_batch(**kwargs):
-        x, y = next(iter(make_dataset(frame, "ResNetRS50", image_size=SIZE, batch_size=8, training=True, seed=5,
+        x, y = next(iter(make_dataset(frame, InputContract("ResNetRS50", SIZE), batch_size=8, training=True, seed=5,
                                       cache=False, **kwargs)))
         return x.numpy(), y.numpy()
     default, explicit = first_batch(), first_batch(augmentations=PAPER_AUGMENTATIONS)
@@ -115,11 +115,11 @@ def test_make_dataset_applies_the_named_augmentations(real_index):
     np.testing.assert_array_equal(first_batch(augmentations=list(AUGMENTATIONS))[0], mixed_x)
     np.testing.assert_allclose(mixed_y.sum(1), 1, atol=1e-6)
     np.testing.assert_array_equal(plain[1], default[1])
-    evaluation = next(iter(make_dataset(frame, "ResNetRS50", image_size=SIZE, batch_size=8, cache=False,
+    evaluation = next(iter(make_dataset(frame, InputContract("ResNetRS50", SIZE), batch_size=8, cache=False,
                                         augmentations=list(AUGMENTATIONS))))
     np.testing.assert_array_equal(evaluation[1].numpy().max(1), 1)  # evaluation never augments, whatever is named
     with pytest.raises(ValueError, match="needs labels=True"):
-        make_dataset(frame, "ResNetRS50", training=True, labels=False, augmentations="mixup")
+        make_dataset(frame, InputContract("ResNetRS50"), training=True, labels=False, augmentations="mixup")
 
 
 def test_augmentation_figure_says_which_data(synthetic_cnmc, tmp_path):

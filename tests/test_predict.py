@@ -19,7 +19,7 @@ from bloodcancer.explain import feature_map, grad_cam, save_gradcam_figure
 from bloodcancer.models import FEATURE_LAYER, ModelMismatchError, UnsafeModelError, load_model
 from bloodcancer.predict import (Predictor, calibrate_threshold, choose_threshold, dihedral_views, load_predictor,
                                  predict_images, predict_probabilities, soft_vote)
-from bloodcancer.preprocess import background_mask, load_image, make_dataset, resize_image
+from bloodcancer.preprocess import InputContract, background_mask, load_image, make_dataset, resize_image
 from bloodcancer.runs import RunFolder
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*trained on synthetic cells")
@@ -34,8 +34,8 @@ def run():
 def _dataset(run, frame, batch_size=16):
     "The run's evaluation pipeline, built here from config.json independently of bloodcancer.predict."
     config = RunFolder(run).read_config()
-    return make_dataset(frame, config["model"], config["image_size"], batch_size, labels=False,
-                        denoise=config["denoise"], input_mode=config["input_mode"])
+    contract = InputContract(config["model"], config["image_size"], config["denoise"], config["input_mode"])
+    return make_dataset(frame, contract, batch_size, labels=False)
 
 
 def load_model_probabilities(run, frame):
@@ -84,7 +84,7 @@ def test_tta_changes_nothing_for_an_invariant_model(test_cells):
     pointwise = keras.layers.Conv2D(4, 1, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(
         keras.layers.GlobalAveragePooling2D()(pointwise)))
-    predictor = Predictor(model, "AlexNet", 32, 0.5, "default", "in memory")
+    predictor = Predictor(model, InputContract("AlexNet", 32), 0.5, "default", "in memory")
     np.testing.assert_allclose(predict_probabilities(predictor, test_cells, tta=True),
                                predict_probabilities(predictor, test_cells), atol=1e-6)
 
@@ -115,7 +115,7 @@ def test_ensemble_arithmetic(run, test_cells):
     constant = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
                                  keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros",
                                                     bias_initializer="zeros")])
-    half = Predictor(constant, "AlexNet", 32, 0.5, "default", "constant 0.5")
+    half = Predictor(constant, InputContract("AlexNet", 32), 0.5, "default", "constant 0.5")
     single = predict_images(paths, run)["probability_all"].to_numpy()
     ensemble = predict_images(paths, [run, half], weights=[1, 3])
     np.testing.assert_allclose(ensemble["probability_all"].to_numpy(), (single + 3 * 0.5) / 4, atol=1e-6)
@@ -156,7 +156,7 @@ def test_bare_model_file_needs_its_model_name(run, test_cells, tmp_path):
     paths = test_cells["path"].head(4).tolist()
     from_file = predict_images(paths, bare, model_name=config["model"])
     # without a config.json, the file is fed as make_dataset feeds by default (median denoising), at its own size
-    defaults = make_dataset(test_cells.head(4), "AlexNet", 32, 16, labels=False)
+    defaults = make_dataset(test_cells.head(4), InputContract("AlexNet", 32), 16, labels=False)
     expected = load_model(bare).predict(defaults, verbose=0)[:, 1]
     np.testing.assert_allclose(from_file["probability_all"].to_numpy(), expected, atol=1e-6)
     assert from_file.attrs["model_names"] == ["AlexNet"]

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from bloodcancer.data import DataValidationError, index_dataset, make_split
-from bloodcancer.preprocess import (DENOISE_METHODS, INPUT_MODES, OD_MAX, augment_images, check_readable, class_weights,
-                                    denoise_image, input_scaling, load_image, make_dataset, preprocess_image,
+from bloodcancer.preprocess import (DENOISE_METHODS, INPUT_MODES, OD_MAX, InputContract, augment_images, check_readable,
+                                    class_weights, denoise_image, load_image, make_dataset, preprocess_image,
                                     preprocessing_figure, stain_channels, to_input_mode)
 
 SIZE = 32
@@ -42,7 +42,7 @@ def batches(dataset):
 
 @pytest.mark.parametrize("model", list(FAMILY_RANGES))
 def test_shape_dtype_range_per_family(real_cells, model):
-    images, labels = batches(make_dataset(real_cells, model, image_size=SIZE, batch_size=5))
+    images, labels = batches(make_dataset(real_cells, InputContract(model, SIZE), batch_size=5))
     low, high = FAMILY_RANGES[model]
     assert images.shape == (len(real_cells), SIZE, SIZE, 3) and images.dtype == np.float32
     assert low - 1e-3 <= images.min() and images.max() <= high + 1e-3
@@ -51,22 +51,22 @@ def test_shape_dtype_range_per_family(real_cells, model):
 
 
 def test_caffe_is_bgr_minus_mean(real_cells):
-    rgb, _ = batches(make_dataset(real_cells.head(4), "ResNetRS50", image_size=SIZE))
-    caffe, _ = batches(make_dataset(real_cells.head(4), "VGG19", image_size=SIZE))
+    rgb, _ = batches(make_dataset(real_cells.head(4), InputContract("ResNetRS50", SIZE)))
+    caffe, _ = batches(make_dataset(real_cells.head(4), InputContract("VGG19", SIZE)))
     np.testing.assert_allclose(caffe, rgb[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32), atol=1e-4)
-    assert input_scaling("VGG19") == "caffe"
+    assert InputContract("VGG19", SIZE).input_scaling == "caffe"
 
 
 def test_evaluation_is_ordered_unaugmented_and_matches_numpy(real_cells):
-    images, _ = batches(make_dataset(real_cells, "ResNetRS50", image_size=SIZE, batch_size=4))
-    again, _ = batches(make_dataset(real_cells, "ResNetRS50", image_size=SIZE, batch_size=7))
+    images, _ = batches(make_dataset(real_cells, InputContract("ResNetRS50", SIZE), batch_size=4))
+    again, _ = batches(make_dataset(real_cells, InputContract("ResNetRS50", SIZE), batch_size=7))
     expected = np.stack([preprocess_image(load_image(p), SIZE) for p in real_cells["path"]]).astype(np.float32)
     np.testing.assert_array_equal(images, again)
     assert np.abs(images - expected).max() <= 1 and (images != expected).mean() < 0.001
 
 
 def test_augmentation_is_seeded_and_not_identity(real_cells):
-    train = lambda seed, augment=None: make_dataset(real_cells, "ResNetRS50", image_size=SIZE, batch_size=12,
+    train = lambda seed, augment=None: make_dataset(real_cells, InputContract("ResNetRS50", SIZE), batch_size=12,
                                                     training=True, seed=seed, augment=augment)
     (x1, y1), (x2, y2) = batches(train(3)), batches(train(3))
     np.testing.assert_array_equal(x1, x2)
@@ -109,8 +109,8 @@ def test_stain_channels_background_zero_cell_not(real_cells):
 
 @pytest.mark.parametrize("mode", INPUT_MODES)
 def test_input_modes_through_the_pipeline(real_cells, mode):
-    images = np.concatenate([x.numpy() for x in make_dataset(real_cells.head(4), "ResNetRS50", image_size=SIZE,
-                                                              labels=False, input_mode=mode)])
+    contract = InputContract("ResNetRS50", SIZE, input_mode=mode)
+    images = np.concatenate([x.numpy() for x in make_dataset(real_cells.head(4), contract, labels=False)])
     assert images.shape == (4, SIZE, SIZE, 3) and 0 <= images.min() and images.max() <= 255
     assert images[:, 0, 0].max() == 0  # background corner: black in RGB, zero density in the stain modes
     expected = np.stack([preprocess_image(load_image(p), SIZE, input_mode=mode) for p in real_cells["path"].head(4)])
@@ -168,7 +168,7 @@ def test_corrupt_files_raise_the_data_layers_error_before_any_epoch(real_cells, 
         frame.loc[frame.index[1], "path"] = str(path)
         for training in (False, True):
             with pytest.raises(DataValidationError) as raised:
-                make_dataset(frame, "ResNetRS50", image_size=SIZE, training=training)
+                make_dataset(frame, InputContract("ResNetRS50", SIZE), training=training)
             message = str(raised.value)
             assert str(path) in message and "validate_images" in message, kind
             assert "1 of 3 images cannot be read" in message
@@ -183,8 +183,8 @@ def test_truncated_bmp_is_caught_by_its_header(real_cells, tmp_path):
     cut.write_bytes(good.read_bytes()[:-450])
     frame = pd.DataFrame({"path": [str(good), str(cut)], "label": "all"})
     with pytest.raises(DataValidationError, match="header promises"):
-        make_dataset(frame, "ResNetRS50", image_size=SIZE)
-    assert len(batches(make_dataset(frame.head(1), "ResNetRS50", image_size=SIZE))[0]) == 1
+        make_dataset(frame, InputContract("ResNetRS50", SIZE))
+    assert len(batches(make_dataset(frame.head(1), InputContract("ResNetRS50", SIZE)))[0]) == 1
 
 
 def test_corrupt_index_lists_every_bad_file(real_cells, tmp_path):
@@ -205,7 +205,7 @@ def test_every_accepted_format_decodes_alike(real_cells, tmp_path):
     decoders = dict(zip(variants, check_readable(frame)["decoder"]))
     assert decoders["cell.png"] == "tensorflow"
     assert decoders["palette.bmp"] == "opencv" and decoders["cell.jpg"] == "opencv"
-    dataset = make_dataset(frame, "ResNetRS50", image_size=48, labels=False, denoise="none")
+    dataset = make_dataset(frame, InputContract("ResNetRS50", 48, denoise="none"), labels=False)
     images = np.concatenate([x.numpy() for x in dataset])
     for image, name in zip(images, variants):
         expected = preprocess_image(load_image(tmp_path/name), 48, denoise="none")
@@ -214,21 +214,21 @@ def test_every_accepted_format_decodes_alike(real_cells, tmp_path):
 
 def test_file_cache_is_keyed_by_settings_and_survives_a_killed_run(real_cells, tmp_path):
     frame = real_cells.head(5)
-    first, _ = batches(make_dataset(frame, "ResNetRS50", image_size=SIZE, cache=str(tmp_path)))
+    first, _ = batches(make_dataset(frame, InputContract("ResNetRS50", SIZE), cache=str(tmp_path)))
     assert len(list(tmp_path.glob("*.index"))) == 1
-    again, _ = batches(make_dataset(frame, "ResNetRS50", image_size=SIZE, cache=str(tmp_path)))
+    again, _ = batches(make_dataset(frame, InputContract("ResNetRS50", SIZE), cache=str(tmp_path)))
     np.testing.assert_array_equal(first, again)
-    stain, _ = batches(make_dataset(frame, "ResNetRS50", image_size=SIZE, cache=str(tmp_path), input_mode="stain"))
+    stain, _ = batches(make_dataset(frame, InputContract("ResNetRS50", SIZE, input_mode="stain"), cache=str(tmp_path)))
     assert len(list(tmp_path.glob("*.index"))) == 2 and not np.array_equal(first, stain)
     # leftovers of a run killed during its first epoch (lock file, partial shard) do not block the next run
     other = tmp_path/"killed"
     other.mkdir()
-    batches(make_dataset(frame.head(2), "ResNetRS50", image_size=SIZE, cache=str(other)))
+    batches(make_dataset(frame.head(2), InputContract("ResNetRS50", SIZE), cache=str(other)))
     cache_name = next(other.glob("*.index")).name[: -len(".index")]
     for leftover in other.iterdir(): leftover.unlink()
     (other/f"{cache_name}_0.lockfile").write_text("")
     (other/f"{cache_name}_0.data-00000-of-00001.tempstate123").write_text("")
-    resumed, _ = batches(make_dataset(frame.head(2), "ResNetRS50", image_size=SIZE, cache=str(other)))
+    resumed, _ = batches(make_dataset(frame.head(2), InputContract("ResNetRS50", SIZE), cache=str(other)))
     np.testing.assert_array_equal(resumed, first[:2])
 
 
@@ -243,10 +243,10 @@ def test_class_weights_from_the_training_split(synthetic_index):
 
 def test_prediction_without_labels(synthetic_index):
     final = synthetic_index[synthetic_index["source_split"].eq("final")]
-    images = list(make_dataset(final, "Xception", image_size=SIZE, batch_size=4, labels=False))
+    images = list(make_dataset(final, InputContract("Xception", SIZE), batch_size=4, labels=False))
     assert sum(len(x) for x in images) == len(final) and images[0].shape[1:] == (SIZE, SIZE, 3)
     with pytest.raises(ValueError, match="labels=False"):
-        make_dataset(final.drop(columns="label"), "Xception", image_size=SIZE)
+        make_dataset(final.drop(columns="label"), InputContract("Xception", SIZE))
 
 
 def test_figure_says_which_data(synthetic_index, real_cells, tmp_path):
