@@ -16,14 +16,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bloodcancer.demo import DEV_CELLS_ENV, dev_cells as demo_dev_cells
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT/"benchmarks"/"results"
-DEV_CELLS_VARIABLE = "BLOODCANCER_DEV_CELLS"
 
 
 def dev_cells() -> Path:
-    "The real cells: $BLOODCANCER_DEV_CELLS, else ../shared/data/cnmc-dev beside the repository (as tests/conftest.py)."
-    return Path(os.environ.get(DEV_CELLS_VARIABLE, ROOT.parent/"shared"/"data"/"cnmc-dev"))
+    """The real development cells, never the 48-cell sample (`bloodcancer.demo.dev_cells(sample=False)`:
+    $BLOODCANCER_DEV_CELLS where set, else ../shared/data/cnmc-dev beside the repository); where they are absent, the
+    folder they were looked for in, so that a benchmark can say where."""
+    found = demo_dev_cells(sample=False)
+    return found or Path(os.environ.get(DEV_CELLS_ENV) or ROOT.parent/"shared"/"data"/"cnmc-dev")
 
 
 def cells_folder(data: str | Path | None) -> Path:
@@ -32,7 +36,7 @@ def cells_folder(data: str | Path | None) -> Path:
     folder = (folder if folder.is_absolute() else ROOT/folder).resolve()
     if not folder.is_dir():
         sys.exit(f"skipped: no cells at {folder}. This benchmark measures real C-NMC cells (a folder with all/ and "
-                 f"hem/ subfolders), which exist only on the developers' machines: set {DEV_CELLS_VARIABLE} or pass "
+                 f"hem/ subfolders), which exist only on the developers' machines: set {DEV_CELLS_ENV} or pass "
                  "--data PATH.")
     return folder
 
@@ -58,10 +62,10 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def git_commit() -> str:
-    "The short commit of the repository, `+changes` when tracked files differ from it; empty where git is missing."
+def git_commit(root: str | Path = ROOT) -> str:
+    "The short commit of the repository `root`, `+changes` when tracked files differ from it; empty without git."
     def git(*arguments):
-        return subprocess.run(["git", "-C", str(ROOT), *arguments], capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True, timeout=10)
     try:
         out = git("rev-parse", "--short", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()

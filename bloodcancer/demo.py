@@ -106,10 +106,11 @@ def tiny_outputs(models:tuple=TINY_MODELS, # Models trained under the paper's sp
 # %% ../nbs/10_demo.ipynb #534c4876
 DEV_CELLS_ENV = "BLOODCANCER_DEV_CELLS" # Where the real development cells are, when not beside the project
 
-def dev_cells() -> Path|None:
-    "Real C-NMC cells: the development set, else the 48-cell sample of a source checkout; None where neither is."
+def dev_cells(sample:bool=True, # Fall back to the 48-cell sample of a source checkout without the development set
+             ) -> Path|None:
+    "Real C-NMC cells: the folder of `DEV_CELLS_ENV` where set, else the development set, else the sample; or None."
+    given = os.environ.get(DEV_CELLS_ENV)
+    if given: return Path(given) if Path(given).is_dir() else None  # the folder named, never another in its place
     root = Path(bloodcancer.__file__).resolve().parent.parent
-    for candidate in (os.environ.get(DEV_CELLS_ENV), root.parent/"shared"/"data"/"cnmc-dev",
-                      root/"tests"/"data"/"cnmc-sample"):
-        if candidate and Path(candidate).is_dir(): return Path(candidate)
-    return None
+    candidates = (root.parent/"shared"/"data"/"cnmc-dev", root/"tests"/"data"/"cnmc-sample")
+    return next((folder for folder in candidates[:2 if sample else 1] if folder.is_dir()), None)

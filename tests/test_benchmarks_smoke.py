@@ -4,6 +4,7 @@ its own tests in test_benchmarks.py."""
 import csv
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,19 @@ def check_tta_ensemble(rows):
         assert number(row, "train_s") > 0 and number(row, "test_predict_s") > 0 and row["epochs_trained"] == "1"
 
 
+def check_structure(rows):
+    import inspect
+    from bloodcancer.preprocess import make_dataset
+    assert len(rows) == 1 and rows[0]["commit"] and rows[0]["run"]
+    row = rows[0]
+    lines = {p.stem: len(p.read_text().splitlines()) for p in (ROOT/"bloodcancer").glob("*.py") if p.stem != "_modidx"}
+    assert int(row["make_dataset_params"]) == len(inspect.signature(make_dataset).parameters)
+    assert (int(row["lines"]), int(row["modules"])) == (sum(lines.values()), len(lines))
+    assert int(row["largest_lines"]) == lines[row["largest_module"]] == max(lines.values())
+    assert 0 < int(row["shown"]) <= int(row["public_definitions"]) and number(row, "defs_per_export_cell") >= 1
+    assert int(row["upward_arrows"]) <= int(row["arrows"]) and int(row["circles"]) >= 0
+
+
 SCRIPTS = {  # script: (columns its CSV promises, the check of its rows)
     "augmentations.py": (["augmentation", "ms_per_image_best", "ms_per_image_median", "image_size", "batch_size",
                           "repeats", "source", "machine"], check_augmentations),
@@ -103,6 +117,10 @@ SCRIPTS = {  # script: (columns its CSV promises, the check of its rows)
                          "tta", "epochs_trained", "test_cells", "f1_at_0_5", "f1_at_val_threshold", "auc",
                          "val_threshold", "train_s", "test_predict_s", "load_1min", "note", "commit"],
                         check_tta_ensemble),
+    "structure.py": (["run", "commit", "lines", "modules", "largest_module", "largest_lines", "arrows", "circles",
+                      "upward_arrows", "function_imports", "path_literals", "config_reads", "make_dataset_params",
+                      "public_definitions", "shown", "defs_per_export_cell", "notebooks_importing_later"],
+                     check_structure),
 }
 
 
@@ -127,3 +145,63 @@ def test_smoke_run_writes_the_promised_csv(script, tmp_path):
     if "hardware" in columns:
         assert all(r["hardware"].endswith("-smoke") for r in rows) and len({r["run"] for r in rows}) == 1
     check(rows)
+
+
+def structure(*arguments, cwd=ROOT) -> tuple[list[str], dict]:
+    "The lines `benchmarks/structure.py --smoke` prints and the figures of its last line (`key=value ...`)."
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, str(ROOT/"benchmarks"/"structure.py"), "--smoke", *arguments],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert all("=" in pair for pair in lines[-1].split()), lines[-1]
+    return lines, dict(pair.split("=", 1) for pair in lines[-1].split())
+
+
+def test_structure_prints_its_figures_and_their_row(tmp_path):
+    import inspect
+    from bloodcancer.preprocess import make_dataset
+    lines, figures = structure("--out", str(tmp_path/"structure.csv"))
+    with (tmp_path/"structure.csv").open() as handle: row, = csv.DictReader(handle)
+    assert figures == {k: v for k, v in row.items() if k not in ("run", "commit")}  # the row is the last line
+    printed = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines[:-1]}
+    assert printed["make_dataset parameters"] == str(len(inspect.signature(make_dataset).parameters))
+    largest = re.fullmatch(r"(\w+) \((\d+) lines\)", printed["largest module"])
+    assert int(largest[2]) == len((ROOT/"bloodcancer"/f"{largest[1]}.py").read_text().splitlines())
+    assert printed["library lines"].startswith(f"{figures['lines']} in {figures['modules']} modules")
+
+
+def test_structure_counts_what_its_docstring_says(tmp_path):
+    "A made-up checkout with one of each thing counted: the figures of `--root` are those known."
+    import json
+    package, notebooks = tmp_path/"bloodcancer", tmp_path/"nbs"
+    package.mkdir(), notebooks.mkdir()
+    sources = {
+        "__init__": "",
+        "_modidx": "from .core import f\n",  # never read
+        "core": "from .data import g  # the largest module: 5 lines\n\n"
+                "def f(config, run):\n"
+                "    from bloodcancer.runs import RUN\n"
+                "    return config.get('a'), config['b'], config[0], run/'model.keras', f'{run}/split.csv'\n",
+        "data": "import importlib\nfrom bloodcancer.core import f\nMODEL = 'model.keras'\n"
+                "def g(): return importlib.import_module('bloodcancer.runs')\n",
+        "runs": "RUN = 'model.keras'\ndef h(config): return config.get('a')\n",  # runs.py may spell them
+        "preprocess": "def make_dataset(a, b=1, *rest, c, **more): pass\n",
+    }
+    for name, source in sources.items(): (package/f"{name}.py").write_text(source)
+    output = [dict(output_type="stream", name="stdout", text="1\n")]
+    cell = lambda source, outputs=(): dict(cell_type="code", source=source, outputs=list(outputs))
+    books = {"00_core": [cell("#| default_exp core"), cell("#| export\ndef f(): pass\ndef _h(): pass"),
+                         cell("f()", output), cell("#| export\nG = 1"), cell("#| hide\nG", output),
+                         cell("from bloodcancer.data import g")],
+             "01_data": [cell("#| default_exp data"), cell("%time 1\nfrom bloodcancer.core import f", output)],
+             "02_preprocess": [cell("#| default_exp preprocess")], "02b_runs": [cell("#| default_exp runs")]}
+    for name, cells in books.items(): (notebooks/f"{name}.ipynb").write_text(json.dumps(dict(cells=cells)))
+    lines, figures = structure("--root", str(tmp_path), "--out", str(tmp_path/"structure.csv"), cwd=tmp_path)
+    assert figures == dict(lines=str(sum(len(s.splitlines()) for n, s in sources.items() if n != "_modidx")),
+                           modules="5", largest_module="core", largest_lines="5", arrows="4", circles="1",
+                           upward_arrows="3", function_imports="2", path_literals="3", config_reads="2",
+                           make_dataset_params="5", public_definitions="2", shown="1", defs_per_export_cell="1.5",
+                           notebooks_importing_later="1")
+    assert "circles: 1; core <-> data" in lines
+    assert "notebooks importing a later notebook's module: 1; 00_core -> data" in lines
