@@ -1,5 +1,6 @@
-"""Evaluation (04_evaluate) and the report (05_figures): metrics against scikit-learn, subject bootstrap, McNemar,
-figures and tables, a folder with bad files, and papermill runs of both notebooks on tiny synthetic runs."""
+"""Evaluation (04_evaluate), the tables (04a_tables) and the report (05_figures): metrics against scikit-learn,
+subject bootstrap, McNemar, figures and tables, a folder with bad files, and papermill runs of 04_evaluate and
+05_figures on tiny synthetic runs."""
 import json
 import shutil
 from pathlib import Path
@@ -12,10 +13,10 @@ from sklearn import metrics as skm
 from bloodcancer.data import SYNTHETIC_MARKER, index_dataset, load_split, make_split, make_synthetic_cnmc, save_split
 from bloodcancer.evaluate import (METRICS, RunFolderError, bootstrap_intervals, compute_metrics, evaluate_predictions,
                                   evaluate_run, mcnemar, plot_confusion, plot_examples, plot_roc, resample_weights)
-from bloodcancer.figures import (PAPER_CONFUSION, PAPER_ROWS, PAPER_TABLE1, format_table1, paper_row, plot_accuracy,
-                                plot_confusion_vs_paper, plot_metrics, table1)
+from bloodcancer.figures import plot_accuracy, plot_confusion_vs_paper, plot_metrics
 from bloodcancer.predict import load_predictor
 from bloodcancer.runs import RunFolder
+from bloodcancer.tables import PAPER_CONFUSION, PAPER_ROWS, PAPER_TABLE1, format_table1, paper_row, table1
 
 ROOT = Path(__file__).resolve().parent.parent
 
