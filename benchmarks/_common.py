@@ -16,17 +16,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bloodcancer.demo import DEV_CELLS_ENV, dev_cells as demo_dev_cells
+from bloodcancer.core import DEV_CELLS_ENV, dev_cells as find_dev_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT/"benchmarks"/"results"
 
 
 def dev_cells() -> Path:
-    """The real development cells, never the 48-cell sample (`bloodcancer.demo.dev_cells(sample=False)`:
+    """The real development cells, never the 48-cell sample (`bloodcancer.core.dev_cells(sample=False)`:
     $BLOODCANCER_DEV_CELLS where set, else ../shared/data/cnmc-dev beside the repository); where they are absent, the
     folder they were looked for in, so that a benchmark can say where."""
-    found = demo_dev_cells(sample=False)
+    found = find_dev_cells(sample=False)
     return found or Path(os.environ.get(DEV_CELLS_ENV) or ROOT.parent/"shared"/"data"/"cnmc-dev")
 
 

@@ -38,7 +38,7 @@ SETTINGS = ("batch_size", "input_mode") # Settings of a row besides the recipe f
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=None, help="Folder of cells with subject ids in their names (default: "
-                        "bloodcancer.demo.dev_cells(), the real development cells)")
+                        "bloodcancer.core.dev_cells(), the real development cells)")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=12)
@@ -73,7 +73,8 @@ def hardware() -> str:
 
 def data_folder(args) -> tuple[Path, str]:
     "The cells to cross-validate on and how to describe them; exits with a clear message when they are absent."
-    from bloodcancer.demo import dev_cells, tiny_cnmc
+    from bloodcancer.core import dev_cells
+    from bloodcancer.demo import tiny_cnmc
     if args.smoke: return tiny_cnmc(), "SYNTHETIC cells (bloodcancer.demo.tiny_cnmc, not C-NMC)"
     if args.data is None:
         found = dev_cells()
@@ -109,7 +110,7 @@ def run_name(name:str, config) -> str:
 def patient_interval(calls:list[dict], n_boot:int, seed:int, confidence:float=0.95) -> tuple[float, float]:
     "Bootstrap interval of the share of patients called right, resampling patients within their class."
     import numpy as np
-    from bloodcancer.evaluate import resample_weights
+    from bloodcancer.metrics import resample_weights
     pure = [c for c in calls if c["pure"]]
     if not pure: return float("nan"), float("nan")
     weights = resample_weights([c["subject"] for c in pure], n_boot, seed, [c["label"] for c in pure])

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+import bloodcancer
+
 # %% auto #0
-__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'PAPER', 'CNMC_IMAGE_SIZE', 'PACKAGES', 'TF_KERAS_MINORS', 'COLAB_READY_ENV',
-           'RUN_DIRECTIVE', 'ProjectPaths', 'project_paths', 'PaperConfig', 'seed_everything', 'in_colab',
-           'accelerators', 'package_versions', 'tf_keras_requirement', 'runtime_requirements', 'colab_setup',
-           'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_path', 'atomic_write', 'FolderLockedError',
-           'FolderLock', 'declare_run_mode']
+__all__ = ['DATA_ENV', 'OUTPUTS_ENV', 'DEV_CELLS_ENV', 'PAPER', 'CNMC_IMAGE_SIZE', 'PACKAGES', 'TF_KERAS_MINORS',
+           'COLAB_READY_ENV', 'RUN_DIRECTIVE', 'ProjectPaths', 'project_paths', 'dev_cells', 'PaperConfig',
+           'seed_everything', 'in_colab', 'accelerators', 'package_versions', 'tf_keras_requirement',
+           'runtime_requirements', 'colab_setup', 'UserError', 'InvalidValueError', 'MissingFileError', 'atomic_path',
+           'atomic_write', 'FolderLockedError', 'FolderLock', 'declare_run_mode']
 
 # %% ../nbs/00_core.ipynb #0ac2299d
 DATA_ENV, OUTPUTS_ENV = "BLOODCANCER_DATA", "BLOODCANCER_OUTPUTS"
@@ -50,6 +52,18 @@ def project_paths(data:str|Path|None=None, # Data folder: `$BLOODCANCER_DATA` or
     if create:
         for folder in (paths.data, paths.outputs): folder.mkdir(parents=True, exist_ok=True)
     return paths
+
+# %% ../nbs/00_core.ipynb #534c4876
+DEV_CELLS_ENV = "BLOODCANCER_DEV_CELLS" # Where the real development cells are, when not beside the project
+
+def dev_cells(sample:bool=True, # Fall back to the 48-cell sample of a source checkout without the development set
+             ) -> Path|None:
+    "Real C-NMC cells: the folder of `DEV_CELLS_ENV` where set, else the development set, else the sample; or None."
+    given = os.environ.get(DEV_CELLS_ENV)
+    if given: return Path(given) if Path(given).is_dir() else None  # the folder named, never another in its place
+    root = Path(bloodcancer.__file__).resolve().parent.parent
+    candidates = (root.parent/"shared"/"data"/"cnmc-dev", root/"tests"/"data"/"cnmc-sample")
+    return next((folder for folder in candidates[:2 if sample else 1] if folder.is_dir()), None)
 
 # %% ../nbs/00_core.ipynb #bd00f652
 @dataclass(frozen=True)

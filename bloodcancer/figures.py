@@ -21,7 +21,9 @@ import pandas as pd
 import bloodcancer
 from .core import InvalidValueError, MissingFileError, atomic_write
 from .data import DATASET_LABELS
-from .evaluate import SPLIT_LABELS, confusion_array, describe_data, draw_confusion
+from .data import SPLIT_LABELS, describe_data
+from .evaluate import confusion_array, draw_confusion
+from .runs import INTENDED_USE, RunFolder
 from .tables import (DATASET_ORDER, PAPER_CONFUSION, PAPER_DATA, PAPER_PROSE, PAPER_REFERENCE,
                                 TABLE1_METRICS, _known, _with_interval, choose_runs, collect_results, datasets_in,
                                 format_leakage, format_table1, grid_pivot, grid_table, leakage_caption, leakage_study,
@@ -29,10 +31,10 @@ from .tables import (DATASET_ORDER, PAPER_CONFUSION, PAPER_DATA, PAPER_PROSE, PA
                                 training_settings, write_table)
 
 # %% auto #0
-__all__ = ['CONFUSION_FIGURES', 'RUN_FIGURES', 'REPORT_CSS', 'SYNTHETIC_BANNER', 'SOME_SYNTHETIC_BANNER', 'INTENDED_USE',
-           'plot_accuracy', 'plot_metrics', 'plot_confusion_vs_paper', 'plot_leakage', 'report_dataset',
-           'markdown_blocks', 'image_data_uri', 'html_figure', 'html_table', 'html_blocks', 'run_blocks', 'format_runs',
-           'notebook_state', 'what_ran', 'render_notebooks', 'html_page', 'write_report']
+__all__ = ['CONFUSION_FIGURES', 'RUN_FIGURES', 'REPORT_CSS', 'SYNTHETIC_BANNER', 'SOME_SYNTHETIC_BANNER', 'plot_accuracy',
+           'plot_metrics', 'plot_confusion_vs_paper', 'plot_leakage', 'report_dataset', 'markdown_blocks',
+           'image_data_uri', 'html_figure', 'html_table', 'html_blocks', 'run_blocks', 'format_runs', 'notebook_state',
+           'what_ran', 'render_notebooks', 'html_page', 'write_report']
 
 # %% ../nbs/05_figures.ipynb #aeee61af
 def _source_title(what:str, dataset:str, split:str, width:int=95) -> str:
@@ -271,11 +273,14 @@ def html_blocks(blocks:list, # From `report_dataset` or `run_blocks`
     return "\n".join(parts)
 
 # %% ../nbs/05_figures.ipynb #56f94b9e
-RUN_FIGURES = ( # (folder: `run` or `eval`, file, caption) of the figures shown for each run, when present
-    ("eval", "confusion_matrix.png", "confusion matrix"), ("eval", "roc.png", "ROC curve"),
-    ("run", "training_curves.png", "training curves"), ("eval", "subjects.png", "per-patient calls"),
-    ("eval", "reliability.png", "reliability (calibration)"), ("run", "gradcam.png", "Grad-CAM"),
-    ("eval", "examples.png", "example cells and their predictions"))
+RUN_FIGURES = ( # (where: `run` (a RunFolder file) or `eval` (an evaluation figure), name, caption), when present
+    ("eval", "confusion_matrix", "confusion matrix"), ("eval", "roc", "ROC curve"),
+    ("run", "curves_file", "training curves"), ("eval", "subjects", "per-patient calls"),
+    ("eval", "reliability", "reliability (calibration)"), ("run", "gradcam_file", "Grad-CAM"),
+    ("eval", "examples", "example cells and their predictions"))
+
+def _run_figure(run:RunFolder, where:str, name:str, data_name:str) -> Path:
+    return getattr(run, name) if where == "run" else run.evaluation(data_name).figure_file(name)
 
 def _metric_text(row, name:str, title:str) -> str:
     value, low, high = (row.get(f"{name}{s}") for s in ("", "_low", "_high"))
@@ -300,9 +305,8 @@ def run_blocks(row:dict|pd.Series, # A row of `collect_results`
             + f" (95% bootstrap intervals) on {row.get('n_images')} images of {row.get('n_subjects')} patients"
             + (f"; {leaked:.0%} of the test cells come from patients also in training" if _known(leaked) else "")
             + f". Run folder: {name}" + (f", data {str(fingerprint)[:19]}" if fingerprint else "") + ".")
-    folders = {"run": run, "eval": run/"eval"/data_name}
-    figures = [(folders[where]/file, f"{row['model']}, {row['split']} split: {caption}")
-               for where, file, caption in RUN_FIGURES if (folders[where]/file).is_file()]
+    paths = [(_run_figure(RunFolder(run), where, name, data_name), caption) for where, name, caption in RUN_FIGURES]
+    figures = [(path, f"{row['model']}, {row['split']} split: {caption}") for path, caption in paths if path.is_file()]
     blocks = [("h3", f"{row['model']}, {row['split']} split ({DATASET_LABELS.get(row['dataset'], row['dataset'])})"),
               ("text", text), ("figures", figures)]
     if notebook: blocks.append(("links", [(notebook, f"executed notebook of {name}")]))
@@ -448,8 +452,6 @@ SYNTHETIC_BANNER = ("SYNTHETIC cells, not C-NMC: the results on this page come f
                     "the pipeline works and say nothing about leukaemia or about the paper's claims.")
 SOME_SYNTHETIC_BANNER = ("Part of this page is on SYNTHETIC cells, not C-NMC (the section so named): those results "
                          "come from generated images and say nothing about leukaemia.")
-INTENDED_USE = ("research use only, not for clinical decisions. These models reproduce a published experiment; they "
-                "have not been validated for diagnosing anyone.")
 
 def _notebook_blocks(entries:list[dict], root:Path, outputs:Path) -> list[tuple]:
     if not entries:

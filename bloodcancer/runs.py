@@ -130,6 +130,17 @@ class RunFolder:
 
     def exists(self) -> bool: return self.config_file.is_file()
 
+    @classmethod
+    def under(cls, outputs:str|Path) -> list[RunFolder]:
+        "Every run folder under `outputs` (a config.json with a split or a model beside it), sorted."
+        outputs = Path(outputs).expanduser()
+        found = {cls(p.parent) for p in outputs.rglob("config.json")
+                 if "eval" not in p.parent.relative_to(outputs).parts}
+        return sorted((run for run in found if run.split_file.is_file() or run.model_file.is_file()),
+                      key=lambda run: run.path)
+    def __eq__(self, other): return isinstance(other, RunFolder) and self.path == other.path
+    def __hash__(self): return hash(self.path)
+
     def read_config(self) -> dict:
         "config.json as a dict; `RunFolderError` when it is missing or not a JSON object."
         if not self.config_file.is_file():

@@ -12,16 +12,18 @@ import numpy as np
 import pandas as pd
 
 from .core import PAPER, MissingFileError, UserError, atomic_write
-from .data import DATASET_LABELS
-from .evaluate import SPLIT_LABELS, describe_data, mcnemar, metrics_from_counts, read_config
+from .data import DATASET_LABELS, SPLIT_LABELS, describe_data
+from .metrics import mcnemar, metrics_from_counts
+from .models import UnknownModelError, model_spec
+from .runs import RunFolder
 
 # %% auto #0
-__all__ = ['PAPER_REFERENCE', 'PAPER_DATA', 'PAPER_TABLE1_SOURCE', 'PAPER_TABLE1', 'PAPER_PROSE', 'PAPER_CONFUSION', 'PAPER_ROWS',
-           'REPORTED', 'SETTINGS', 'DATASET_ORDER', 'TABLE1_METRICS', 'paper_row', 'paper_table1',
-           'paper_confusion_check', 'find_runs', 'result_row', 'collect_results', 'cross_validation_rows',
-           'training_settings', 'datasets_in', 'choose_runs', 'table1', 'ours_and_paper', 'format_table1',
-           'settings_of_rows', 'table1_caption', 'markdown_table', 'latex_escape', 'latex_table', 'write_table',
-           'leakage_study', 'format_leakage', 'leakage_caption', 'mcnemar_best_two', 'grid_table', 'grid_pivot']
+__all__ = ['PAPER_REFERENCE', 'PAPER_DATA', 'PAPER_TABLE1_SOURCE', 'PAPER_TABLE1', 'PAPER_PROSE', 'PAPER_CONFUSION', 'REPORTED',
+           'SETTINGS', 'DATASET_ORDER', 'TABLE1_METRICS', 'paper_row', 'paper_table1', 'paper_confusion_check',
+           'find_runs', 'result_row', 'collect_results', 'cross_validation_rows', 'training_settings', 'datasets_in',
+           'choose_runs', 'table1', 'ours_and_paper', 'format_table1', 'settings_of_rows', 'table1_caption',
+           'markdown_table', 'latex_escape', 'latex_table', 'write_table', 'leakage_study', 'format_leakage',
+           'leakage_caption', 'mcnemar_best_two', 'grid_table', 'grid_pivot']
 
 # %% ../nbs/04a_tables.ipynb #cfa35a62
 PAPER_REFERENCE = ("Shehta, Nasr & El Ghazali, 'Blood cancer prediction model based on deep learning technique', "
@@ -46,19 +48,14 @@ PAPER_CONFUSION = { # Figs 14 and 15 as the prose describes them: all->all (tp),
     "RegNetX016": dict(figure="Fig. 14", tp=1078, tn=468, fn=13, fp=41),
     "ResNetRS50": dict(figure="Fig. 15", tp=1072, tn=480, fn=19, fp=29),
 }
-PAPER_ROWS = { # Registry model name -> the paper's row name
-    "ResNetRS50": "ResNetRS50", "RegNetX016": "RegNetX016", "AlexNet": "AlexNet", "ConvNeXtTiny": "Convnext",
-    "EfficientNetB0": "EfficientNet", "InceptionV3": "Inception_v3", "Xception": "Xception", "VGG19": "VGG19",
-}
+
 
 # %% ../nbs/04a_tables.ipynb #bac3d3b6
-_FAMILY_ROWS = {"convnext": "Convnext", "efficientnet": "EfficientNet"}
-
 def paper_row(model:str, # Registry model name, e.g. `ConvNeXtTiny`
              ) -> str|None:
-    "The paper's Table 1 row of `model` (other ConvNeXt and EfficientNet sizes take their family's); None if none."
-    if model in PAPER_ROWS: return PAPER_ROWS[model]
-    return next((row for prefix, row in _FAMILY_ROWS.items() if model.lower().startswith(prefix)), None)
+    "The paper's Table 1 row of `model` (`ModelSpec.paper_name`: other sizes take their family's); None if none."
+    try: return model_spec(model).paper_name
+    except UnknownModelError: return None
 
 # %% ../nbs/04a_tables.ipynb #bbcbf613
 def paper_table1() -> pd.DataFrame:
@@ -85,17 +82,14 @@ def find_runs(outputs:str|Path, # Outputs folder
     outputs = Path(outputs).expanduser()
     if not outputs.is_dir():
         raise MissingFileError(f"{outputs} is not a folder: pass the outputs folder that holds the run folders")
-    found = {p.parent for p in outputs.rglob("config.json")
-             if ((p.parent/"split.csv").is_file() or (p.parent/"model.keras").is_file())
-             and "eval" not in p.parent.relative_to(outputs).parts}
-    return sorted(found)
+    return [run.path for run in RunFolder.under(outputs)]
 
 # %% ../nbs/04a_tables.ipynb #30b63ab9
 REPORTED = ("accuracy", "precision", "recall", "specificity", "f1", "weighted_f1", "balanced_accuracy", "roc_auc")
 SETTINGS = ("learning_rate", "batch_size", "image_size", "epochs", "epochs_completed", "weights", "seed")
 
 def _leakage(run:Path) -> dict:
-    path = run/"leakage.json"
+    path = RunFolder(run).leakage_file
     return json.loads(path.read_text()) if path.is_file() else {}
 
 def _recipe_text(recipe) -> str:
@@ -108,15 +102,14 @@ def result_row(run:Path, # A run folder
                metrics:dict, # Its metrics.json
               ) -> dict:
     "One row of the results table: identity and settings of the run, metrics in %, intervals, counts."
-    config = read_config(run)
+    record = RunFolder(run).record()
     leakage = _leakage(run)
-    row = dict(run=str(run), run_name=config.get("run_name", run.parent.name),
-               model=metrics.get("model") or config.get("model", ""),
-               dataset=metrics.get("dataset", config.get("dataset", "")),
-               split=metrics.get("split", config.get("split", "")), data_name=metrics.get("data_name", ""),
-               created=config.get("created", ""), status=config.get("status", ""),
-               **{k: config.get(k) for k in SETTINGS}, recipe=_recipe_text(config.get("recipe")),
-               data_fingerprint=config.get("data_fingerprint", ""))
+    settings = {k: record.epochs_completed if k == "epochs_completed" else getattr(record.config, k) for k in SETTINGS}
+    row = dict(run=str(run), run_name=record.config.run_name or run.parent.name,
+               model=metrics.get("model") or record.model, dataset=metrics.get("dataset", record.dataset),
+               split=metrics.get("split", record.config.split), data_name=metrics.get("data_name", ""),
+               created=record.created, status=record.status or "", **settings,
+               recipe=_recipe_text(record.config.recipe), data_fingerprint=record.facts.get("data_fingerprint", ""))
     row["paper_row"] = paper_row(row["model"])
     for name in REPORTED:
         value = metrics.get(name)
@@ -137,12 +130,12 @@ def collect_results(outputs:str|Path, # Outputs folder
     "One row per evaluated run under `outputs` (`result_row`); runs without the evaluation: `.attrs['missing']`."
     rows, missing = [], []
     for run in find_runs(outputs):
-        path = run/"eval"/data_name/"metrics.json"
-        if (not path.is_file() and evaluate_missing and (run/"model.keras").is_file()
-            and read_config(run).get("status", "complete") == "complete"):
-            from bloodcancer.evaluate import evaluate_run
+        folder = RunFolder(run)
+        evaluation = folder.evaluation(data_name)
+        if not evaluation.exists() and evaluate_missing and folder.model_file.is_file() and folder.record().complete:
+            from bloodcancer.evaluate import evaluate_run  # evaluate stands below; loaded only when asked (TensorFlow)
             evaluate_run(run, "" if data_name == "test" else data_name, **evaluate_options)
-        if path.is_file(): rows.append(result_row(run, json.loads(path.read_text())) | dict(fold=_fold_of(run)))
+        if evaluation.exists(): rows.append(result_row(run, evaluation.read_metrics()) | dict(fold=_fold_of(run)))
         else: missing.append(str(run))
     if data_name == "test": rows += cross_validation_rows(outputs, evaluate_missing, **evaluate_options)
     results = pd.DataFrame(rows)
@@ -161,13 +154,13 @@ def cross_validation_rows(outputs:str|Path, # Outputs folder
     "One result row per subject cross-validation under `outputs`, from its pooled out-of-fold evaluation."
     rows = []
     for folder in sorted({run.parent for run in find_runs(outputs) if _fold_of(run)}):
-        pooled = folder/"eval"/"oof"/"metrics.json"
-        if not pooled.is_file() and evaluate_missing:
+        pooled = RunFolder(folder).evaluation("oof")
+        if not pooled.exists() and evaluate_missing:
             from bloodcancer.evaluate import evaluate_folds
             try: evaluate_folds(folder, **{k: v for k, v in evaluate_options.items() if k != "data"})
             except UserError as error: print(f"{folder}: not pooled ({error})")
-        if not pooled.is_file(): continue
-        metrics = json.loads(pooled.read_text())
+        if not pooled.exists(): continue
+        metrics = pooled.read_metrics()
         first = sorted(folder.glob("fold-*"), key=_fold_of)[0]
         rows.append(result_row(first, metrics) | dict(run=str(folder), fold=0, folds=metrics.get("folds"),
                                                       status="complete"))
@@ -394,7 +387,7 @@ def leakage_caption(dataset:str, # Data source of the study
 
 # %% ../nbs/04a_tables.ipynb #28c817ec
 def _predictions(run:str, data_name:str="test") -> pd.DataFrame:
-    return pd.read_csv(Path(run)/"eval"/data_name/"predictions.csv", dtype={"subject": str}, keep_default_na=False)
+    return RunFolder(run).evaluation(data_name).read_predictions()
 
 def mcnemar_best_two(results:pd.DataFrame, # From `collect_results`
                      dataset:str, # Data source

@@ -1,16 +1,16 @@
-"""Shared fixtures: real C-NMC cells (`bloodcancer.demo.dev_cells`: the development set where present, else the
+"""Shared fixtures: real C-NMC cells (`bloodcancer.core.dev_cells`: the development set where present, else the
 committed sample) and a small synthetic C-NMC."""
 import os
 from pathlib import Path
 
 import pytest
 
-from bloodcancer.demo import DEV_CELLS_ENV, dev_cells as find_dev_cells
+from bloodcancer.core import DEV_CELLS_ENV, dev_cells as find_dev_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CELLS = ROOT/"tests"/"data"/"cnmc-sample"  # 48 real cells committed as test data (README.md there)
 GIVEN_CELLS = os.environ.get(DEV_CELLS_ENV)
-# The real cells the tests use (bloodcancer.demo.dev_cells): the folder given, else the development set (2,638 real
+# The real cells the tests use (bloodcancer.core.dev_cells): the folder given, else the development set (2,638 real
 # cells, on the developers' machines only) where present, else the sample; None where a folder given is absent.
 DEV_CELLS = find_dev_cells()
 # The development set alone; where it is absent, the folder it was looked for in (so `FULL_DEV_CELLS/...` is no file)
@@ -31,7 +31,7 @@ def pytest_report_header(config):
 
 @pytest.fixture(scope="session")
 def dev_cells() -> Path:
-    """Real C-NMC cells (`bloodcancer.demo.dev_cells`): the development set of ../shared/data/cnmc-dev (or
+    """Real C-NMC cells (`bloodcancer.core.dev_cells`): the development set of ../shared/data/cnmc-dev (or
     $BLOODCANCER_DEV_CELLS) where present, else the 48-cell sample in tests/data/cnmc-sample."""
     if DEV_CELLS is None: pytest.skip(f"real C-NMC cells not found: {absent()}")
     return DEV_CELLS

@@ -11,12 +11,14 @@ import pytest
 from sklearn import metrics as skm
 
 from bloodcancer.data import SYNTHETIC_MARKER, index_dataset, load_split, make_split, make_synthetic_cnmc, save_split
-from bloodcancer.evaluate import (METRICS, RunFolderError, bootstrap_intervals, compute_metrics, evaluate_predictions,
-                                  evaluate_run, mcnemar, plot_confusion, plot_examples, plot_roc, resample_weights)
+from bloodcancer.evaluate import (RunFolderError, evaluate_predictions, evaluate_run, plot_confusion, plot_examples,
+                                  plot_roc)
+from bloodcancer.metrics import METRICS, bootstrap_intervals, compute_metrics, mcnemar, resample_weights
 from bloodcancer.figures import plot_accuracy, plot_confusion_vs_paper, plot_metrics
 from bloodcancer.predict import load_predictor
 from bloodcancer.runs import RunFolder
-from bloodcancer.tables import PAPER_CONFUSION, PAPER_ROWS, PAPER_TABLE1, format_table1, paper_row, table1
+from bloodcancer.models import PAPER_MODELS
+from bloodcancer.tables import PAPER_CONFUSION, PAPER_TABLE1, format_table1, paper_row, table1
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,7 +146,7 @@ def test_figures_carry_titles_and_labels_and_are_written(tmp_path, synthetic_cnm
 
 
 def test_table1_pairs_every_model_with_its_own_paper_numbers():
-    registry = list(PAPER_ROWS)
+    registry = list(PAPER_MODELS)
     made_up = pd.DataFrame([dict(run=f"/r/{m}", model=m, dataset="C-NMC", split="paper", created="", learning_rate=1e-3,
                                  batch_size=40, image_size=224, accuracy=50.0 + i, recall=60.0 + i, f1=70.0 + i,
                                  n_images=1,
@@ -258,7 +260,7 @@ def test_papermill_runs_04_then_05_on_tiny_synthetic_runs(tiny_outputs, tmp_path
 
 
 def test_patient_calls_on_a_constructed_table(tmp_path):
-    from bloodcancer.evaluate import subject_calls, subject_metrics
+    from bloodcancer.metrics import subject_calls, subject_metrics
     cells = pd.DataFrame({"subject": ["7", "7", "7", "8", "8", "H3", "H3", "H4", "H4", "", ""],
                           "label": ["all"] * 5 + ["hem"] * 6,
                           "probability": [0.9, 0.4, 0.35, 0.45, 0.1, 0.2, 0.7, 0.6, 0.55, 0.99, 0.98]})
@@ -281,8 +283,8 @@ def test_patient_calls_on_a_constructed_table(tmp_path):
 
 
 def test_ece_and_temperature_on_constructed_scores():
-    from bloodcancer.evaluate import (apply_temperature, expected_calibration_error, fit_temperature,
-                                      negative_log_likelihood)
+    from bloodcancer.metrics import (apply_temperature, expected_calibration_error, fit_temperature,
+                                     negative_log_likelihood)
     rng = np.random.default_rng(3)
     p = rng.uniform(0.001, 0.999, 50_000)
     y = (rng.uniform(size=p.size) < p).astype(int)

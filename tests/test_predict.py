@@ -279,8 +279,8 @@ def test_gradcam_figure_saved_with_the_run(run_copy):
 
 
 def test_temperature_fitted_stored_and_applied(run_copy, test_cells):
-    from bloodcancer.evaluate import (apply_temperature, expected_calibration_error, fit_temperature,
-                                      negative_log_likelihood)
+    from bloodcancer.metrics import (apply_temperature, expected_calibration_error, fit_temperature,
+                                     negative_log_likelihood)
     from bloodcancer.preprocess import labels_of
     record = calibrate_threshold(run_copy)
     stored = json.loads((run_copy/"threshold.json").read_text())

@@ -23,7 +23,7 @@ def test_readme_has_exactly_the_two_commands():
 
 
 def test_readme_states_the_intended_use():
-    from bloodcancer.evaluate import INTENDED_USE  # the words of every report and model card
+    from bloodcancer.runs import INTENDED_USE  # the words of every report and model card
     readme = " ".join((ROOT/"README.md").read_text().split())
     assert "## Intended use " + INTENDED_USE in readme
 

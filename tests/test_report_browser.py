@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bloodcancer.runs import INTENDED_USE
+
 WIDTH = 1280  # the window the page must fit
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                   "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -118,7 +120,7 @@ def test_report_page_in_headless_chromium(report):
     assert verdict["outside"] == [], verdict["outside"]
     # what a reader must see first
     assert verdict["banner"].startswith("SYNTHETIC cells, not C-NMC")
-    assert "research use only, not for clinical decisions" in verdict["intended_use"]
+    assert INTENDED_USE in verdict["intended_use"]
     # Table 1: ours with the 95% interval beside the paper's, and how the runs were trained
     assert "[95% bootstrap interval" in verdict["table1_caption"]
     settings = "trained at 32 px, 3 epochs, batch 8, learning rate 0.001, random initialisation"
