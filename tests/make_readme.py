@@ -47,6 +47,32 @@ def source_lines(text: str) -> list:
     return [line + "\n" for line in lines[:-1]] + [lines[-1]]
 
 
+TABLE_HEAD = "| notebook | module | what it does | |"  # the notebook table of nbs/index.ipynb, made by notebook_table
+
+
+def notebook_table(cfg: dict) -> str:
+    "The README's notebook table, one row per numbered notebook: its module and subtitle, read from the notebook."
+    rows = [TABLE_HEAD, "|---|---|---|---|"]
+    for path in sorted((ROOT/"nbs").glob("[0-9]*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        sources = ["".join(c["source"]) for c in cells]
+        module = next(re.search(r"#\| default_exp (\S+)", s).group(1) for s in sources if "#| default_exp" in s)
+        subtitle = next(line[2:] for line in sources[0].splitlines() if line.startswith("> "))
+        colab = any(COLAB_MARK in s for s in sources[:3])
+        badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research."
+                 f"google.com/github/{cfg['user']}/{cfg['repo']}/blob/{cfg['branch']}/nbs/{path.name})" if colab else "")
+        rows.append(f"| [{path.stem}](nbs/{path.name}) | `bloodcancer.{module}` | {subtitle} | {badge} |")
+    return "\n".join(rows)
+
+
+def with_notebook_table(text: str, cfg: dict) -> str:
+    "`text` with its notebook table (from `TABLE_HEAD` to the next blank line) made anew from the notebooks."
+    if TABLE_HEAD not in text: return text
+    before, after = text.split(TABLE_HEAD, 1)
+    rest = after.split("\n\n", 1)
+    return before + notebook_table(cfg) + ("\n\n" + rest[1] if len(rest) > 1 else "")
+
+
 def synced_notebooks(cfg: dict) -> dict:
     "{notebook path: its text with settings.ini's repository} for the notebooks that this changes."
     changed = {}
@@ -59,7 +85,7 @@ def synced_notebooks(cfg: dict) -> dict:
                 if number != 2: sys.exit(f"{path.name}: the Colab cell must be cell 2 (it is cell {number})")
                 cell["source"] = source_lines(colab_cell(cfg))
             elif path.name == "index.ipynb":
-                cell["source"] = source_lines(with_repository(source, cfg))
+                cell["source"] = source_lines(with_notebook_table(with_repository(source, cfg), cfg))
         new = json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n"  # as nbdev writes
         if json.loads(new) != json.loads(text): changed[path] = new
     return changed

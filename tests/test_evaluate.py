@@ -349,3 +349,15 @@ def test_a_missing_notebook_template_is_named_with_its_fix(monkeypatch, tmp_path
     message = str(raised.value)
     assert "'lab' template" in message and str(tmp_path/"empty") in message and "JUPYTER_PATH" in message
     assert "Traceback" not in message
+
+
+def test_evaluate_notebook_parameters_are_evaluate_runs_defaults():
+    "The papermill parameters of 04_evaluate restate evaluate_run's defaults: `reproduce` scores as `evaluate` does."
+    import ast, inspect, json
+    from pathlib import Path
+    notebook = json.loads((Path(__file__).parent.parent/"nbs"/"04_evaluate.ipynb").read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    given = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body}
+    defaults = {k: p.default for k, p in inspect.signature(evaluate_run).parameters.items()
+                if p.default is not inspect.Parameter.empty and k != "predictor"}
+    assert {k: given[k] for k in defaults} == defaults

@@ -40,3 +40,12 @@ def test_readme_subject_cv_table_quotes_the_benchmark_results():
             line = (f"| {row['recipe']} | {row['seed']} | {cell('weighted_f1')} | {cell('balanced_accuracy')} | "
                     f"{cell('roc_auc')} | {row['subjects_right']} of {row['n_subjects']} |")
             assert line in readme, f"README.md lacks the row of {name}: {line}"
+
+
+def test_readme_lists_every_notebook_with_its_module():
+    "The notebook table is made from the notebooks (tests/make_readme.py): one row each, with the module it exports."
+    readme = (ROOT/"README.md").read_text()
+    for path in sorted((ROOT/"nbs").glob("[0-9]*.ipynb")):
+        source = path.read_text()
+        module = re.search(r"#\| default_exp (\w+)", source).group(1)
+        assert f"| [{path.stem}](nbs/{path.name}) | `bloodcancer.{module}` |" in readme, path.name
