@@ -33,7 +33,7 @@ PAPER_MODELS = { # The paper's eight models in its Table 1 order: registry name 
 FEATURE_LAYER = "head_pooling" # Every registry model's last feature map is the input of this layer (the head's pooling)
 
 # %% ../nbs/01a_models.ipynb #243c395d
-INPUT_SCALINGS = ("0-255", "-1..1", "caffe") # The pixels a model may expect: 0-255, [-1, 1], or BGR minus the ImageNet mean
+INPUT_SCALINGS = ("0-255", "-1..1", "caffe") # The pixels a model may expect: 0-255, [-1, 1], or caffe (BGR - mean)
 
 @dataclass(frozen=True)
 class Family:

@@ -227,7 +227,8 @@ class EvalFolder:
         "metrics.json; `RunFolderError` when it is missing or damaged."
         try: metrics = json.loads(self.metrics_file.read_text())
         except FileNotFoundError:
-            raise RunFolderError(f"{self.path} holds no metrics.json: evaluate the run (bloodcancer evaluate)") from None
+            raise RunFolderError(f"{self.path} holds no metrics.json: evaluate the run (bloodcancer evaluate)"
+                                 ) from None
         except ValueError as error:
             raise RunFolderError(f"{self.metrics_file} is damaged ({error}): evaluate the run again") from None
         if not isinstance(metrics, dict):

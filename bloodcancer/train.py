@@ -556,7 +556,8 @@ def _finish_run(run:RunFolder, final_weights:list, paper:PaperConfig, stopper:Re
     run.write_history(history)
     # A fresh float32 copy outside the distribution strategy, without optimizer state: a third of the size on disk,
     # fast to load (mixed precision keeps its variables in float32: nothing is rounded).
-    with _global_policy("float32"): net = build_model(record.model, record.contract.image_size, weights=None, config=paper)
+    with _global_policy("float32"):
+        net = build_model(record.model, record.contract.image_size, weights=None, config=paper)
     net.set_weights(final_weights)
     try:
         if run.best_arrays_file.is_file():

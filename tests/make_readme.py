@@ -59,8 +59,9 @@ def notebook_table(cfg: dict) -> str:
         module = next(re.search(r"#\| default_exp (\S+)", s).group(1) for s in sources if "#| default_exp" in s)
         subtitle = next(line[2:] for line in sources[0].splitlines() if line.startswith("> "))
         colab = any(COLAB_MARK in s for s in sources[:3])
-        badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research."
-                 f"google.com/github/{cfg['user']}/{cfg['repo']}/blob/{cfg['branch']}/nbs/{path.name})" if colab else "")
+        repository = f"{cfg['user']}/{cfg['repo']}/blob/{cfg['branch']}"
+        link = f"https://colab.research.google.com/github/{repository}/nbs/{path.name}"
+        badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})" if colab else ""
         rows.append(f"| [{path.stem}](nbs/{path.name}) | `bloodcancer.{module}` | {subtitle} | {badge} |")
     return "\n".join(rows)
 
