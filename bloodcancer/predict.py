@@ -73,7 +73,7 @@ def _locate(run_or_file:str|Path) -> tuple[Path, RunFolder|None]:
 
 # %% ../nbs/03c_predict.ipynb #e10db787
 def _run_model(model_file:Path, run:RunFolder, model_name:str|None, image_size:int|None):
-    "The model of `run`, checked against its record's registry name and input size; (model, input contract)."
+    "The model of `run`, checked against its record's registry name and input size; (model, contract, dataset)."
     record = run.record()
     contract = record.contract
     if model_name is not None and model_spec(model_name).name != contract.model:
@@ -83,7 +83,7 @@ def _run_model(model_file:Path, run:RunFolder, model_name:str|None, image_size:i
     if image_size is not None and int(image_size) != contract.image_size:
         raise ModelMismatchError(f"image_size={image_size} disagrees with {run.config_file}, which says "
                                  f"{contract.image_size}: leave image_size out for a run folder")
-    return load_model(model_file, expected=contract.model, image_size=contract.image_size), contract
+    return load_model(model_file, expected=contract.model, image_size=contract.image_size), contract, record.dataset
 
 # %% ../nbs/03c_predict.ipynb #4705b303
 def _bare_model(model_file:Path, model_name:str|None, image_size:int|None):
@@ -149,10 +149,9 @@ def load_predictor(run_or_file:str|Path, # A run folder, or a `.keras` file
                   ) -> Predictor:
     "Load a trained model safely, checked against its run, with its input settings, threshold and temperature."
     model_file, run = _locate(run_or_file)
-    if run: model, contract = _run_model(model_file, run, model_name, image_size)
-    else: model, contract = _bare_model(model_file, model_name, image_size)
+    if run: model, contract, trained_on = _run_model(model_file, run, model_name, image_size)
+    else: (model, contract), trained_on = _bare_model(model_file, model_name, image_size), "unknown"
     decision = _decision_settings(run, threshold, temperature)
-    trained_on = run.record().dataset if run else "unknown"
     return Predictor(model, contract, *decision[:2], str(run_or_file), trained_on, *decision[2:])
 
 # %% ../nbs/03c_predict.ipynb #67b365d6

@@ -295,7 +295,8 @@ def write_model_card(run:str|Path|RunFolder, # A run folder
                     ) -> Path:
     "Write (or rewrite) the run's `MODEL_CARD.md` from its config.json and evaluations; returns its path."
     run = run if isinstance(run, RunFolder) else RunFolder(run)
-    record, config = run.record(), run.record().config
+    record = run.record()
+    config = record.config
     weights = config.weights or "random initialisation (from scratch)"
     fold = f", fold {config.fold} of {config.folds}" if config.folds else ""
     data = config.data if config.data == "kaggle" else Path(config.data).name  # no local path in a shared card
