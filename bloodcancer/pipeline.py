@@ -22,7 +22,6 @@ from pathlib import Path
 from .config import TrainConfig
 from .core import PAPER, FolderLock, InvalidValueError, UserError, atomic_write, project_paths
 from .models import PAPER_MODELS, model_spec
-from .runs import RunFolder
 
 # %% auto #0
 __all__ = ['PROFILES', 'DEMO_DATA', 'STEP_ENGINE', 'STEP_OVERHEAD_SECONDS', 'MODEL_START_SECONDS', 'REPRODUCE_OVERRIDES',
